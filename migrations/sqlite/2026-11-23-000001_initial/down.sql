@@ -1,0 +1,15 @@
+DROP TABLE village_tallies;
+DROP TABLE conflicts;
+DROP TABLE sync_changes;
+DROP TABLE sync_mutations;
+DROP TABLE members;
+DROP TABLE households;
+DROP TABLE audit_log;
+DROP TABLE login_failures;
+DROP TABLE refresh_tokens;
+DROP TABLE sessions;
+DROP TABLE devices;
+DROP TABLE user_scopes;
+DROP TABLE users;
+DROP TABLE unit_closure;
+DROP TABLE units;

@@ -1,0 +1,207 @@
+//! Storage: the backend chosen from the URL scheme, the r2d2 pool, embedded migrations and the
+//! queries (one submodule per area). Nothing above this module writes SQL.
+
+pub mod auth;
+mod conn;
+pub mod records;
+pub mod schema;
+pub mod units;
+
+pub use conn::DbConn;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use std::time::Duration;
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// Runs `$body` with `$c` bound to the concrete connection of whichever backend is in use.
+/// For the queries the multi-backend enum cannot express (upserts, batch inserts, RETURNING).
+#[macro_export]
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Pg($c) => $body,
+            $crate::db::DbConn::Sqlite($c) => $body,
+        }
+    };
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    /// Picks the backend from the URL's scheme; anything else is refused rather than guessed
+    /// (a mistyped PostgreSQL URL must not silently become a new SQLite file).
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else if url.starts_with("sqlite://") {
+            Ok(Self::Sqlite)
+        } else {
+            Err(format!(
+                "unsupported database URL {:?}: expected sqlite://PATH or postgres://...",
+                redact_url(url)
+            ))
+        }
+    }
+}
+
+/// The URL with any password replaced, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// r2d2 manager that opens the backend named by the URL scheme and sets SQLite's pragmas on
+/// every connection.
+#[derive(Debug, Clone)]
+pub struct DbManager {
+    backend: Backend,
+    url: String,
+}
+
+impl DbManager {
+    pub fn new(url: &str) -> Result<Self, String> {
+        let backend = Backend::from_url(url)?;
+        let url = match backend {
+            // Diesel's SQLite takes a file path; `sqlite://hamlet.db` means ./hamlet.db.
+            Backend::Sqlite => url.trim_start_matches("sqlite://").to_owned(),
+            Backend::Postgres => url.to_owned(),
+        };
+        Ok(Self { backend, url })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+/// Applied on every new SQLite connection: concurrent readers with one writer (WAL), enforced
+/// foreign keys, and a wait instead of an immediate SQLITE_BUSY when another writer holds the lock.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+
+impl ManageConnection for DbManager {
+    type Connection = DbConn;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConn, Self::Error> {
+        use diesel::r2d2::Error as E;
+        match self.backend {
+            Backend::Postgres => PgConnection::establish(&self.url)
+                .map(DbConn::Pg)
+                .map_err(E::ConnectionError),
+            Backend::Sqlite => {
+                let mut c = SqliteConnection::establish(&self.url).map_err(E::ConnectionError)?;
+                c.batch_execute(SQLITE_PRAGMAS).map_err(E::QueryError)?;
+                Ok(DbConn::Sqlite(c))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), Self::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        std::thread::panicking()
+    }
+}
+
+pub type DbPool = Pool<DbManager>;
+pub type PooledConn = PooledConnection<DbManager>;
+
+/// Pool settings; the defaults suit one `hamlet serve` process on a small machine.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_size: u32,
+    /// How long a request waits for a connection before it gets 503 `unavailable`.
+    pub connection_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_size: 10,
+            connection_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Builds the pool without connecting up front, so a server can start (and report 503 on
+/// `/healthz`) while the database is down, and recover without a restart once it is back.
+pub fn build_pool(url: &str, options: &PoolOptions) -> Result<DbPool, String> {
+    let manager = DbManager::new(url)?;
+    // SQLite allows one writer at a time; more connections only add lock waits.
+    let max_size = match manager.backend() {
+        Backend::Sqlite => options.max_size.min(8),
+        Backend::Postgres => options.max_size,
+    };
+    Ok(Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(0))
+        .connection_timeout(options.connection_timeout)
+        .test_on_check_out(true)
+        .build_unchecked(manager))
+}
+
+/// Runs every pending migration of the connection's backend.
+pub fn run_migrations(conn: &mut DbConn) -> Result<Vec<String>, String> {
+    let applied = match conn {
+        DbConn::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS),
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+    }
+    .map_err(|e| format!("migration failed: {e}"))?;
+    Ok(applied.into_iter().map(|v| v.to_string()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_from_scheme_only() {
+        assert_eq!(Backend::from_url("sqlite://hamlet.db").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::from_url("postgres://u:p@h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(Backend::from_url("postgresql://h/db").unwrap(), Backend::Postgres);
+        // A libpq conninfo string must not become a SQLite file named after it.
+        let err = Backend::from_url("host=localhost user=x password=secret dbname=y").unwrap_err();
+        assert!(err.contains("unsupported database URL"));
+        assert!(Backend::from_url("hamlet.db").is_err());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

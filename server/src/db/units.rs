@@ -1,0 +1,171 @@
+//! Queries on `units` and `unit_closure`.
+
+use super::DbConn;
+use super::schema::{unit_closure, units};
+use diesel::prelude::*;
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = units)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct UnitRow {
+    pub id: String,
+    pub code: Option<String>,
+    pub name: String,
+    pub level: String,
+    pub parent_id: Option<String>,
+    pub created_us: i64,
+    pub retired_us: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
+#[diesel(table_name = unit_closure)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct ClosureRow {
+    pub ancestor_id: String,
+    pub descendant_id: String,
+    pub depth: i32,
+}
+
+/// Most rows one multi-row INSERT carries (SQLite allows 32,766 bound parameters).
+const INSERT_CHUNK: usize = 500;
+
+pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<UnitRow>> {
+    units::table
+        .find(id)
+        .select(UnitRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The live unit that holds `code`, if any.
+pub fn find_live_by_code(conn: &mut DbConn, code: &str) -> QueryResult<Option<UnitRow>> {
+    units::table
+        .filter(units::code.eq(code))
+        .filter(units::retired_us.is_null())
+        .select(UnitRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The live units holding any of `codes`.
+pub fn find_live_by_codes(conn: &mut DbConn, codes: &[String]) -> QueryResult<Vec<UnitRow>> {
+    let mut found = Vec::new();
+    for chunk in codes.chunks(INSERT_CHUNK) {
+        found.extend(
+            units::table
+                .filter(units::code.eq_any(chunk))
+                .filter(units::retired_us.is_null())
+                .select(UnitRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(found)
+}
+
+/// The unit's ancestors and itself, root first.
+pub fn path(conn: &mut DbConn, id: &str) -> QueryResult<Vec<UnitRow>> {
+    unit_closure::table
+        .inner_join(units::table.on(units::id.eq(unit_closure::ancestor_id)))
+        .filter(unit_closure::descendant_id.eq(id))
+        .order(unit_closure::depth.desc())
+        .select(UnitRow::as_select())
+        .load(conn)
+}
+
+/// Live children, ordered by code then name.
+pub fn children(conn: &mut DbConn, id: &str) -> QueryResult<Vec<UnitRow>> {
+    units::table
+        .filter(units::parent_id.eq(id))
+        .filter(units::retired_us.is_null())
+        .order((units::code.asc(), units::name.asc()))
+        .select(UnitRow::as_select())
+        .load(conn)
+}
+
+/// Closure rows whose descendant is one of `ids` (each unit's ancestors, itself included).
+pub fn ancestors_of(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<ClosureRow>> {
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        rows.extend(
+            unit_closure::table
+                .filter(unit_closure::descendant_id.eq_any(chunk))
+                .load::<ClosureRow>(conn)?,
+        );
+    }
+    Ok(rows)
+}
+
+/// Whether `descendant` lies in the subtree of any of `ancestors` (a unit covers itself).
+pub fn any_covers(conn: &mut DbConn, ancestors: &[String], descendant: &str) -> QueryResult<bool> {
+    use diesel::dsl::{exists, select};
+    select(exists(
+        unit_closure::table
+            .filter(unit_closure::ancestor_id.eq_any(ancestors))
+            .filter(unit_closure::descendant_id.eq(descendant)),
+    ))
+    .get_result(conn)
+}
+
+/// Inserts units and their closure rows, in chunks.
+pub fn insert_all(conn: &mut DbConn, rows: &[UnitRow], closure: &[ClosureRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        crate::per_backend!(&mut *conn, |c| diesel::insert_into(units::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    for chunk in closure.chunks(INSERT_CHUNK) {
+        crate::per_backend!(&mut *conn, |c| diesel::insert_into(unit_closure::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+pub fn rename(conn: &mut DbConn, id: &str, name: &str) -> QueryResult<usize> {
+    diesel::update(units::table.find(id))
+        .set(units::name.eq(name))
+        .execute(conn)
+}
+
+pub fn count_live(conn: &mut DbConn) -> QueryResult<i64> {
+    units::table
+        .filter(units::retired_us.is_null())
+        .count()
+        .get_result(conn)
+}
+
+/// Which of `candidates` lie in the subtrees of `ancestors`.
+pub fn covered(conn: &mut DbConn, ancestors: &[String], candidates: &[String]) -> QueryResult<Vec<String>> {
+    unit_closure::table
+        .filter(unit_closure::ancestor_id.eq_any(ancestors))
+        .filter(unit_closure::descendant_id.eq_any(candidates))
+        .select(unit_closure::descendant_id)
+        .distinct()
+        .load(conn)
+}
+
+/// Whether any of `units` is a root (has no parent): its holder's scope is the whole tree.
+pub fn any_root(conn: &mut DbConn, ids: &[String]) -> QueryResult<bool> {
+    use diesel::dsl::{exists, select};
+    select(exists(
+        units::table
+            .filter(units::id.eq_any(ids))
+            .filter(units::parent_id.is_null()),
+    ))
+    .get_result(conn)
+}
+
+/// Every unit's id and parent id (retired units included: their closure rows stay for history).
+pub fn all_parents(conn: &mut DbConn) -> QueryResult<Vec<(String, Option<String>)>> {
+    units::table.select((units::id, units::parent_id)).load(conn)
+}
+
+pub fn all_closure(conn: &mut DbConn) -> QueryResult<Vec<ClosureRow>> {
+    unit_closure::table.load(conn)
+}
+
+/// Replaces the whole closure table (repair).
+pub fn replace_closure(conn: &mut DbConn, rows: &[ClosureRow]) -> QueryResult<()> {
+    diesel::delete(unit_closure::table).execute(conn)?;
+    insert_all(conn, &[], rows)
+}

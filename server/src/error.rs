@@ -1,0 +1,167 @@
+//! The one error type of the server and its one mapping to the contract's error body.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, ResponseError};
+use hamlet_shared::{ErrorBody, ErrorCode, ErrorDetail, ErrorPayload};
+
+/// Seconds a client should wait before retrying when the database is unavailable.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
+/// Every way a request can fail. Handlers and services return this; only [`ResponseError`]
+/// below turns it into HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{message}")]
+    Validation {
+        message: String,
+        details: Vec<ErrorDetail>,
+    },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// The message is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    /// A 422 with one field-level detail.
+    pub fn invalid(detail: ErrorDetail) -> Self {
+        Self::Validation {
+            message: detail.message.clone(),
+            details: vec![detail],
+        }
+    }
+
+    /// A 422 with several details; the message summarises them.
+    pub fn invalid_many(details: Vec<ErrorDetail>) -> Self {
+        let message = match details.as_slice() {
+            [one] => one.message.clone(),
+            many => format!("{} fields are invalid", many.len()),
+        };
+        Self::Validation { message, details }
+    }
+
+    /// A 413 naming the limit that was exceeded.
+    pub fn too_large(limit: usize) -> Self {
+        Self::PayloadTooLarge(format!("request body is larger than the limit of {limit} bytes"))
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::NotFound(format!("{} not found", what.into()))
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::Validation { .. } => ErrorCode::ValidationFailed,
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            Self::Unavailable(_) => "the database is unavailable; retry later".to_owned(),
+            Self::Internal(_) => "internal server error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Internal(msg) => tracing::error!(error = %msg, "internal error"),
+            Self::Unavailable(msg) => tracing::warn!(error = %msg, "database unavailable"),
+            _ => {}
+        }
+        let details = match self {
+            Self::Validation { details, .. } => details.clone(),
+            _ => Vec::new(),
+        };
+        let body = ErrorBody {
+            error: ErrorPayload {
+                code: self.code(),
+                message: self.public_message(),
+                details,
+            },
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            Self::RateLimited { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECS.to_string()));
+            }
+            _ => {}
+        }
+        response.json(body)
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            Error::NotFound => Self::NotFound("not found".to_owned()),
+            // A lost connection or a server shutting down is an outage, not a bug.
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                Self::Unavailable(info.message().to_owned())
+            }
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                Self::Conflict(format!("already exists: {}", info.message()))
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for AppError {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+impl From<actix_web::error::BlockingError> for AppError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        Self::Internal(format!("blocking task failed: {e}"))
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

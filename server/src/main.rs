@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    hamlet_server::cli::main()
+}
