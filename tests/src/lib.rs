@@ -1,1 +1,354 @@
+//! Test harness: the real server on port 0 over a throwaway database, spoken to over HTTP.
+//!
+//! PostgreSQL tests need `HAMLET_TEST_PG_URL` (an account allowed to create databases);
+//! `scripts/test.sh` starts PostgreSQL and sets it. Without it they fail, never skip.
 
+pub mod proxy;
+
+use hamlet_server::auth::LoginLimits;
+use hamlet_server::auth::password::PasswordParams;
+use hamlet_server::auth::service::{UserDraft, insert_user};
+use hamlet_server::config::{Config, DEFAULT_BODY_LIMIT, JwtSecret};
+use hamlet_server::db::{self, DbPool, PoolOptions};
+use hamlet_server::startup::Application;
+use hamlet_server::units::import::{ImportOptions, import};
+use hamlet_shared::{Role, UnitId, UserId, Username};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use hamlet_client::{Api, ApiError};
+
+/// Runs each named test function `fn(Backend)` once per backend, as `sqlite::NAME` and
+/// `postgres::NAME`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name($crate::Backend::Sqlite) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name($crate::Backend::Postgres) } )*
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database that exists for one test and is dropped after it.
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+/// The administrative URL for PostgreSQL tests.
+pub fn pg_admin_url() -> String {
+    std::env::var("HAMLET_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!("HAMLET_TEST_PG_URL is not set: run scripts/test.sh, which starts PostgreSQL and sets it")
+    })
+}
+
+fn pg_admin(sql: &str) {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let mut conn = PgConnection::establish(&pg_admin_url()).expect("connect to the PostgreSQL test server");
+    diesel::sql_query(sql)
+        .execute(&mut conn)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let cut = base.rfind('/').expect("URL has a path");
+    format!("{}/{name}{query}", &base[..cut])
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("hamlet.db").display());
+                Self {
+                    url,
+                    backend,
+                    _dir: Some(dir),
+                    pg_name: None,
+                }
+            }
+            Backend::Postgres => {
+                let name = format!("hamlet_t_{}", uuid::Uuid::new_v4().simple());
+                pg_admin(&format!("CREATE DATABASE {name}"));
+                Self {
+                    url: with_database(&pg_admin_url(), &name),
+                    backend,
+                    _dir: None,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// A small pool on this database, migrated.
+    pub fn pool(&self) -> DbPool {
+        let pool = db::build_pool(
+            &self.url,
+            &PoolOptions {
+                max_size: 2,
+                ..PoolOptions::default()
+            },
+        )
+        .expect("pool");
+        db::run_migrations(&mut pool.get().expect("connection")).expect("migrations");
+        pool
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            // FORCE: a server thread may still hold pooled connections.
+            let _ = std::panic::catch_unwind(|| {
+                pg_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            });
+        }
+    }
+}
+
+pub const TEST_SECRET: &str = "hamlet-test-secret-0123456789abcdef0123456789";
+pub const ROOT_PASSWORD: &str = "root-password-for-tests";
+
+/// Server settings for tests; adjust before [`TestApp::spawn_with`].
+pub fn test_config(database_url: &str) -> Config {
+    Config {
+        database_url: database_url.to_owned(),
+        bind: "127.0.0.1:0".to_owned(),
+        jwt_secret: JwtSecret::new(TEST_SECRET.as_bytes().to_vec()).expect("secret"),
+        body_limit: DEFAULT_BODY_LIMIT,
+        pool: PoolOptions {
+            max_size: 4,
+            connection_timeout: Duration::from_secs(3),
+        },
+        workers: Some(2),
+        access_ttl_secs: 900,
+        refresh_ttl_secs: 3600,
+        password: PasswordParams::default(),
+        login_limits: LoginLimits::default(),
+        handle_signals: false,
+    }
+}
+
+/// A running server and its database.
+pub struct TestApp {
+    pub base: String,
+    pub port: u16,
+    pub db: TestDb,
+    pub pool: DbPool,
+    pub api: Api,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub fn spawn(backend: Backend) -> Self {
+        let db = TestDb::new(backend);
+        let config = test_config(&db.url);
+        Self::spawn_with(db, config)
+    }
+
+    /// Starts the server in its own thread and actix system, bound to port 0.
+    pub fn spawn_with(db: TestDb, config: Config) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                match Application::build(config) {
+                    Ok(app) => {
+                        tx.send(Ok((app.port(), app.handle(), app.pool().clone())))
+                            .expect("test waits");
+                        app.run_until_stopped().await.expect("server runs");
+                    }
+                    Err(e) => tx.send(Err(e)).expect("test waits"),
+                }
+            })
+        });
+        let (port, handle, pool) = rx.recv().expect("server thread").expect("server starts");
+        let base = format!("http://127.0.0.1:{port}");
+        Self {
+            api: Api::new(&base),
+            base,
+            port,
+            db,
+            pool,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A raw HTTP agent that returns error statuses as responses.
+    pub fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into()
+    }
+
+    /// GET with an optional bearer token; returns status and JSON body (Null when empty).
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = Self::agent().get(&self.url(path));
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        read(req.call().expect("request"))
+    }
+
+    /// POST a JSON body (or none) with an optional bearer token.
+    pub fn post(&self, path: &str, body: Option<&Value>, token: Option<&str>) -> (u16, Value) {
+        let mut req = Self::agent().post(&self.url(path));
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let res = match body {
+            Some(b) => req.send_json(b),
+            None => req.send_empty(),
+        };
+        read(res.expect("request"))
+    }
+
+    /// Imports a units CSV as `hamlet units import` does.
+    pub fn import_units(&self, csv: &str) {
+        let mut conn = self.pool.get().expect("connection");
+        import(&mut conn, csv.as_bytes(), &ImportOptions::default(), |_| {}).expect("import");
+    }
+
+    /// The id of the live unit with `code`.
+    pub fn unit_id(&self, code: &str) -> UnitId {
+        let mut conn = self.pool.get().expect("connection");
+        db::units::find_live_by_code(&mut conn, code)
+            .expect("query")
+            .expect("unit exists")
+            .id
+            .parse()
+            .expect("uuid")
+    }
+
+    /// Creates a user as `hamlet user add` does (cheap hashing: these users are fixtures).
+    pub fn add_user(&self, username: &str, password: &str, role: Role, scope: &[&str]) -> UserId {
+        let mut conn = self.pool.get().expect("connection");
+        let scope = scope.iter().map(|c| self.unit_id(c)).collect();
+        let draft = UserDraft {
+            username: Username::parse(username).expect("username"),
+            password: password.to_owned(),
+            role,
+            scope,
+        };
+        let hash = PasswordParams::default().hash(password).expect("hash");
+        insert_user(&mut conn, &draft, hash, None)
+            .expect("insert user")
+            .id
+    }
+
+    /// Logs in on a fresh device; returns an API handle carrying the access token.
+    pub fn login(&self, username: &str, password: &str) -> Api {
+        let tokens = self
+            .api
+            .login(username, password, uuid::Uuid::new_v4(), Some("test phone"))
+            .expect("login");
+        self.api.with_token(tokens.access_token)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        // Stop the server before its database is dropped.
+        let _ = std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop(false))).join();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn read(mut res: ureq::http::Response<ureq::Body>) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let text = res.body_mut().read_to_string().unwrap_or_default();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, body)
+}
+
+/// Asserts the contract's error body with the given status and code.
+#[track_caller]
+pub fn assert_error(resp: &(u16, Value), status: u16, code: &str) {
+    assert_eq!(resp.0, status, "status; body: {}", resp.1);
+    assert_eq!(resp.1["error"]["code"], code, "error code; body: {}", resp.1);
+    assert!(
+        resp.1["error"]["message"].is_string(),
+        "error message; body: {}",
+        resp.1
+    );
+    assert!(
+        resp.1["error"]["details"].is_array(),
+        "error details; body: {}",
+        resp.1
+    );
+}
+
+/// A small tree used by many tests:
+/// VN > P1 (province) > D1 (district) > C1 (commune) > V1, V2 (villages); P1 > C2 > V3; VN > P2 > C3 > V4.
+pub const SMALL_TREE: &str = "code,name,level,parent_code
+V1,Thôn Nà Lầu,village,C1
+V2,Bản Khuổi Phầy,village,C1
+C1,Xã Nà Hang,commune,D1
+D1,Huyện Na Hang,district,P1
+P1,Tỉnh Tuyên Quang,province,VN
+VN,Việt Nam,country,
+C2,Xã Thượng Lâm,commune,P1
+V3,Thôn Bản Tấng,village,C2
+P2,Tỉnh Cao Bằng,province,VN
+C3,Xã Hà Quảng,commune,P2
+V4,Bản Nà Mỏ,village,C3
+";
+
+/// The `hamlet` binary built from this workspace (`scripts/test.sh` builds it first).
+pub fn hamlet_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("HAMLET_BIN") {
+        return PathBuf::from(path);
+    }
+    // Test executables live in target/<profile>/deps; the binary in target/<profile>.
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("hamlet");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin hamlet` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The repository root (for files like `data/`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
+}

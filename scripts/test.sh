@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite on both backends: starts PostgreSQL if needed, builds the `hamlet`
+# binary the CLI tests run, then runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HAMLET_TEST_PG_URL="$(scripts/pg-up.sh)"
+export HAMLET_TEST_PG_URL
+
+cargo build --bin hamlet
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
