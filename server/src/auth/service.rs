@@ -400,6 +400,24 @@ impl UserDraft {
     }
 }
 
+/// 422 unless every scope unit is a live unit.
+fn check_scope_exists(conn: &mut DbConn, scope: &[UnitId]) -> AppResult<()> {
+    for (i, unit) in scope.iter().enumerate() {
+        match crate::units::get(conn, *unit) {
+            Ok(_) => {}
+            Err(AppError::NotFound(_)) => {
+                return Err(AppError::invalid(ErrorDetail::field(
+                    format!("scope[{i}]"),
+                    ErrorCode::InvalidValue,
+                    "no such unit",
+                )));
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(())
+}
+
 /// Stores a user whose password is already hashed. `actor` is None for the CLI.
 pub fn insert_user(
     conn: &mut DbConn,
@@ -408,15 +426,7 @@ pub fn insert_user(
     actor: Option<&Principal>,
 ) -> AppResult<UserInfo> {
     conn.transaction(|conn| {
-        for (i, unit) in draft.scope.iter().enumerate() {
-            if crate::units::get(conn, *unit).is_err() {
-                return Err(AppError::invalid(ErrorDetail::field(
-                    format!("scope[{i}]"),
-                    ErrorCode::InvalidValue,
-                    "no such unit",
-                )));
-            }
-        }
+        check_scope_exists(conn, &draft.scope)?;
         if let Some(p) = actor {
             authorize(conn, p, Action::ManageUser { scope: &draft.scope })?;
         }
@@ -455,7 +465,10 @@ pub async fn create_user(state: &AppState, principal: Principal, new: NewUser) -
     // Refuse early so an unauthorized caller cannot make the server hash for them.
     let (p, scope) = (principal.clone(), draft.scope.clone());
     state
-        .db(move |conn| authorize(conn, &p, Action::ManageUser { scope: &scope }))
+        .db(move |conn| {
+            check_scope_exists(conn, &scope)?;
+            authorize(conn, &p, Action::ManageUser { scope: &scope })
+        })
         .await?;
     let params = state.auth.password;
     let password = draft.password.clone();

@@ -137,10 +137,10 @@ fn parse(input: impl Read) -> Result<Vec<Row>, Vec<LineError>> {
                 .map_err(|d| problems.push(format!("parent_code: {}", d.message)))
                 .ok(),
         };
-        if let Some(code) = &code {
-            if let Some(first) = seen.insert(code.as_str().to_owned(), line) {
-                problems.push(format!("code {} already appears on line {first}", code.as_str()));
-            }
+        if let Some(code) = &code
+            && let Some(first) = seen.insert(code.as_str().to_owned(), line)
+        {
+            problems.push(format!("code {} already appears on line {first}", code.as_str()));
         }
         match (code, name, level, parent_code, problems.is_empty()) {
             (Some(code), Some(name), Some(level), Some(parent_code), true) => rows.push(Row {
@@ -249,13 +249,13 @@ pub fn import(
                 Parent::Existing { level, .. } => Some(*level),
                 Parent::InFile(i) => Some(rows[*i].level),
             };
-            if let Some(pl) = parent_level {
-                if !row.level.may_have_parent(pl) {
-                    errors.push(LineError {
-                        line: row.line,
-                        message: format!("a {} cannot be placed under a {pl}", row.level),
-                    });
-                }
+            if let Some(pl) = parent_level
+                && !row.level.may_have_parent(pl)
+            {
+                errors.push(LineError {
+                    line: row.line,
+                    message: format!("a {} cannot be placed under a {pl}", row.level),
+                });
             }
             parents.push(parent);
         }

@@ -107,13 +107,13 @@ pub fn create(conn: &mut DbConn, principal: &Principal, draft: UnitDraft) -> App
                 format!("a {} cannot be placed under a {}", draft.level, parent.level),
             )));
         }
-        if let Some(code) = &draft.code {
-            if db::units::find_live_by_code(conn, code.as_str())?.is_some() {
-                return Err(AppError::Conflict(format!(
-                    "a unit with code {} already exists",
-                    code.as_str()
-                )));
-            }
+        if let Some(code) = &draft.code
+            && db::units::find_live_by_code(conn, code.as_str())?.is_some()
+        {
+            return Err(AppError::Conflict(format!(
+                "a unit with code {} already exists",
+                code.as_str()
+            )));
         }
         let id = UnitId::new();
         let row = UnitRow {
