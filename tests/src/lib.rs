@@ -352,3 +352,88 @@ pub fn repo_root() -> PathBuf {
         .expect("workspace root")
         .to_owned()
 }
+
+/// A `hamlet serve` child process (the real binary), for tests that signal or kill it.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub base: String,
+    /// Every line the process wrote to stderr so far (JSON logs).
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Starts `hamlet serve` on port 0 over `database_url` and waits until it listens.
+    pub fn start(database_url: &str, extra_env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(hamlet_bin())
+            .args(["serve", "--bind", "127.0.0.1:0", "--workers", "2"])
+            .env("HAMLET_DATABASE_URL", database_url)
+            .env("HAMLET_JWT_SECRET", TEST_SECRET)
+            .env("HAMLET_LOG_FORMAT", "json")
+            .env("HAMLET_LOG", "info")
+            .envs(extra_env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start hamlet serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["fields"]["message"] == "hamlet serving" {
+                        let _ = tx.send(v["fields"]["port"].as_u64().unwrap_or(0) as u16);
+                    }
+                }
+                sink.lock().expect("lock").push(line);
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("hamlet serve did not start: {:?}", logs.lock().expect("lock"));
+            }
+        };
+        Self {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            logs,
+        }
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, ...) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -575,6 +575,7 @@ backend_tests!(
     cli_verify_finds_and_repairs_closure_damage,
     cli_demo_seed_then_serve_shows_it,
     serve_refuses_to_start_without_a_secret,
+    serve_process_starts_together_and_stops_gracefully_on_sigterm,
 );
 
 /// PostgreSQL going away: `/healthz` and API calls answer 503 with Retry-After, then the same
@@ -666,4 +667,29 @@ fn shipped_units_file_matches_the_reference_data() {
         assert_eq!(shipped, reference, "data/ must be an exact copy of shared/data");
     }
     assert_eq!(String::from_utf8(shipped).unwrap().lines().count(), 3356);
+}
+
+/// The real binary: serves, answers, and exits cleanly on SIGTERM; two processes starting on
+/// one database at once both come up (migrations are serialized).
+fn serve_process_starts_together_and_stops_gracefully_on_sigterm(backend: Backend) {
+    let db = TestDb::new(backend);
+    let (first, second) = std::thread::scope(|s| {
+        let a = s.spawn(|| ServerProcess::start(&db.url, &[]));
+        let b = s.spawn(|| ServerProcess::start(&db.url, &[]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for server in [&first, &second] {
+        let res = TestApp::agent()
+            .get(&format!("{}/healthz", server.base))
+            .call()
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+    }
+    for mut server in [first, second] {
+        server.signal("TERM");
+        let status = server
+            .wait(std::time::Duration::from_secs(15))
+            .expect("exits after SIGTERM");
+        assert!(status.success(), "graceful exit, got {status:?}");
+    }
 }

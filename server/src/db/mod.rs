@@ -167,14 +167,28 @@ pub fn build_pool(url: &str, options: &PoolOptions) -> Result<DbPool, String> {
         .build_unchecked(manager))
 }
 
+/// Arbitrary constant naming Hamlet's migration advisory lock on PostgreSQL.
+const MIGRATION_LOCK_KEY: i64 = 0x4841_4d4c_4554;
+
 /// Runs every pending migration of the connection's backend.
 pub fn run_migrations(conn: &mut DbConn) -> Result<Vec<String>, String> {
-    let applied = match conn {
-        DbConn::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS),
-        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+    let applied: Vec<String> = match conn {
+        DbConn::Pg(c) => {
+            // Processes starting together: one migrates, the others wait and then find nothing to do.
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                .map_err(|e| format!("cannot take the migration lock: {e}"))?;
+            let result = c
+                .run_pending_migrations(PG_MIGRATIONS)
+                .map(|v| v.iter().map(ToString::to_string).collect());
+            let _ = c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"));
+            result
+        }
+        DbConn::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.iter().map(ToString::to_string).collect()),
     }
     .map_err(|e| format!("migration failed: {e}"))?;
-    Ok(applied.into_iter().map(|v| v.to_string()).collect())
+    Ok(applied)
 }
 
 #[cfg(test)]
