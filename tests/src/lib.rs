@@ -384,10 +384,10 @@ impl ServerProcess {
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if v["fields"]["message"] == "hamlet serving" {
-                        let _ = tx.send(v["fields"]["port"].as_u64().unwrap_or(0) as u16);
-                    }
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["fields"]["message"] == "hamlet serving"
+                {
+                    let _ = tx.send(v["fields"]["port"].as_u64().unwrap_or(0) as u16);
                 }
                 sink.lock().expect("lock").push(line);
             }
