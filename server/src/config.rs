@@ -3,6 +3,7 @@
 use crate::auth::LoginLimits;
 use crate::auth::password::PasswordParams;
 use crate::db::PoolOptions;
+use crate::sync::SyncSettings;
 use std::time::Duration;
 
 /// Default request body limit (decompressed), from the contract: 8 MiB.
@@ -44,6 +45,8 @@ pub struct ServeArgs {
     pub password: PasswordParams,
     #[command(flatten)]
     pub login_limits: LoginLimits,
+    #[command(flatten)]
+    pub sync: SyncSettings,
 }
 
 /// The JWT signing secret. Its Debug output never shows the value.
@@ -92,6 +95,7 @@ pub struct Config {
     pub refresh_ttl_secs: u64,
     pub password: PasswordParams,
     pub login_limits: LoginLimits,
+    pub sync: SyncSettings,
     /// Whether the process owns SIGINT/SIGTERM (off when several servers share a test process).
     pub handle_signals: bool,
 }
@@ -128,6 +132,7 @@ impl Config {
             refresh_ttl_secs: args.refresh_ttl_secs.max(1),
             password: args.password,
             login_limits: args.login_limits,
+            sync: args.sync,
             handle_signals: true,
         })
     }

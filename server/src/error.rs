@@ -32,6 +32,10 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Lost a race with another transaction (deadlock, serialization failure, busy database):
+    /// the caller may retry the whole transaction; if it gives up, the client gets 503.
+    #[error("contention: {0}")]
+    Contention(String),
     /// The message is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -74,7 +78,7 @@ impl AppError {
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
-            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Unavailable(_) | Self::Contention(_) => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -82,6 +86,7 @@ impl AppError {
     fn public_message(&self) -> String {
         match self {
             Self::Unavailable(_) => "the database is unavailable; retry later".to_owned(),
+            Self::Contention(_) => "the server is busy; retry later".to_owned(),
             Self::Internal(_) => "internal server error".to_owned(),
             other => other.to_string(),
         }
@@ -99,7 +104,7 @@ impl ResponseError for AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Contention(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,7 +112,9 @@ impl ResponseError for AppError {
     fn error_response(&self) -> HttpResponse {
         match self {
             Self::Internal(msg) => tracing::error!(error = %msg, "internal error"),
-            Self::Unavailable(msg) => tracing::warn!(error = %msg, "database unavailable"),
+            Self::Unavailable(msg) | Self::Contention(msg) => {
+                tracing::warn!(error = %msg, "database unavailable")
+            }
             _ => {}
         }
         let details = match self {
@@ -126,7 +133,7 @@ impl ResponseError for AppError {
             Self::RateLimited { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::Contention(_) => {
                 response.insert_header((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECS.to_string()));
             }
             _ => {}
@@ -146,6 +153,15 @@ impl From<diesel::result::Error> for AppError {
             }
             Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 Self::Conflict(format!("already exists: {}", info.message()))
+            }
+            Error::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
+                Self::Contention(info.message().to_owned())
+            }
+            Error::DatabaseError(_, info)
+                if info.message().contains("deadlock detected")
+                    || info.message().contains("database is locked") =>
+            {
+                Self::Contention(info.message().to_owned())
             }
             other => Self::Internal(other.to_string()),
         }

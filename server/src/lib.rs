@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod startup;
 pub mod state;
+pub mod sync;
 pub mod telemetry;
 pub mod units;
 pub mod verify;

@@ -49,6 +49,7 @@ impl Application {
                 limits: config.login_limits,
             },
             metrics: Metrics::new(),
+            sync: config.sync,
         });
         let openapi = web::Data::new(http::openapi());
         let body_limit = config.body_limit;

@@ -10,6 +10,7 @@ pub struct AppState {
     pub pool: DbPool,
     pub auth: AuthSettings,
     pub metrics: Metrics,
+    pub sync: crate::sync::SyncSettings,
 }
 
 impl AppState {

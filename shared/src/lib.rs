@@ -5,7 +5,10 @@
 
 pub mod auth;
 pub mod error;
+pub mod hlc;
 pub mod ids;
+pub mod records;
+pub mod sync;
 pub mod units;
 
 pub use auth::{
@@ -13,7 +16,9 @@ pub use auth::{
     TokenResponse, UserInfo, Username,
 };
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorPayload};
+pub use hlc::Hlc;
 pub use ids::{UnitId, UserId};
+pub use records::{RecordType, Tri};
 pub use units::{NewUnit, PathEntry, Unit, UnitCode, UnitLevel, UnitList, UnitName, UnitWithPath};
 
 /// Body of `GET /healthz`.

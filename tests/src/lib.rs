@@ -143,6 +143,7 @@ pub fn test_config(database_url: &str) -> Config {
         refresh_ttl_secs: 3600,
         password: PasswordParams::default(),
         login_limits: LoginLimits::default(),
+        sync: hamlet_server::sync::SyncSettings::default(),
         handle_signals: false,
     }
 }
@@ -436,4 +437,126 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A phone in tests: one device of one user, with its own clock and mutation ids.
+pub struct Phone {
+    pub device: uuid::Uuid,
+    pub token: String,
+    pub refresh: String,
+    pub base: String,
+    next_mutation: std::cell::Cell<i64>,
+    clock: std::cell::Cell<Option<hamlet_shared::Hlc>>,
+}
+
+impl Phone {
+    /// Logs `user` in on a new device of `app`.
+    pub fn login(app: &TestApp, user: &str, password: &str) -> Self {
+        Self::login_at(&app.base, user, password)
+    }
+
+    pub fn login_at(base: &str, user: &str, password: &str) -> Self {
+        let device = uuid::Uuid::new_v4();
+        let tokens = Api::new(base)
+            .login(user, password, device, Some("test phone"))
+            .expect("login");
+        Self {
+            device,
+            token: tokens.access_token,
+            refresh: tokens.refresh_token,
+            base: base.to_owned(),
+            next_mutation: std::cell::Cell::new(1),
+            clock: std::cell::Cell::new(None),
+        }
+    }
+
+    /// The next clock reading (real time, monotonic).
+    pub fn tick(&self) -> hamlet_shared::Hlc {
+        let now_ms = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()) as i64;
+        let h = hamlet_shared::Hlc::tick(self.clock.get(), now_ms, self.device);
+        self.clock.set(Some(h));
+        h
+    }
+
+    /// The next mutation id.
+    pub fn next_id(&self) -> i64 {
+        let id = self.next_mutation.get();
+        self.next_mutation.set(id + 1);
+        id
+    }
+
+    /// An upsert mutation with this phone's next id and clock.
+    pub fn upsert(&self, record_type: &str, id: uuid::Uuid, base_version: i64, fields: Value) -> Value {
+        let (mid, hlc) = (self.next_id(), self.tick());
+        serde_json::json!({ "mutation_id": mid, "type": record_type, "id": id, "op": "upsert",
+            "base_version": base_version, "hlc": hlc.to_string(), "fields": fields })
+    }
+
+    pub fn delete(&self, record_type: &str, id: uuid::Uuid, base_version: i64) -> Value {
+        let (mid, hlc) = (self.next_id(), self.tick());
+        serde_json::json!({ "mutation_id": mid, "type": record_type, "id": id, "op": "delete",
+            "base_version": base_version, "hlc": hlc.to_string() })
+    }
+
+    /// POST /api/v1/sync/push with these mutations.
+    pub fn push(&self, mutations: &[Value]) -> (u16, Value) {
+        let body = serde_json::json!({ "device_id": self.device, "mutations": mutations });
+        let res = TestApp::agent()
+            .post(&format!("{}/api/v1/sync/push", self.base))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .send_json(&body)
+            .expect("push");
+        read(res)
+    }
+
+    /// Pushes and asserts 200; returns the results.
+    #[track_caller]
+    pub fn push_ok(&self, mutations: &[Value]) -> Vec<Value> {
+        let (status, body) = self.push(mutations);
+        assert_eq!(status, 200, "push: {body}");
+        body["results"].as_array().expect("results").clone()
+    }
+
+    /// One pull page.
+    pub fn pull_page(&self, cursor: Option<&str>, limit: i64) -> (u16, Value) {
+        let mut url = format!("{}/api/v1/sync/pull?limit={limit}", self.base);
+        if let Some(c) = cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let res = TestApp::agent()
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .call()
+            .expect("pull");
+        read(res)
+    }
+
+    /// Walks the cursor from `cursor` until `has_more` is false; returns the changes and the last cursor.
+    pub fn pull_all(&self, cursor: Option<&str>) -> (Vec<Value>, String) {
+        let mut cursor = cursor.map(str::to_owned);
+        let mut changes = Vec::new();
+        loop {
+            let (status, body) = self.pull_page(cursor.as_deref(), 100);
+            assert_eq!(status, 200, "pull: {body}");
+            changes.extend(body["changes"].as_array().expect("changes").iter().cloned());
+            cursor = Some(body["cursor"].as_str().expect("cursor").to_owned());
+            if body["has_more"] == false {
+                return (changes, cursor.unwrap_or_default());
+            }
+        }
+    }
+}
+
+/// Fields of a new household in `village`.
+pub fn household(village: UnitId, head: &str) -> Value {
+    serde_json::json!({ "village_id": village, "head_name": head })
+}
+
+/// Fields of a new member of `household`.
+pub fn member(household: uuid::Uuid, name: &str, birth_year: i32, smartphone: &str, account: &str) -> Value {
+    serde_json::json!({ "household_id": household, "full_name": name, "birth_year": birth_year,
+        "owns_smartphone": smartphone, "has_transaction_account": account })
 }

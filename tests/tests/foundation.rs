@@ -364,6 +364,10 @@ fn openapi_lists_every_route(backend: Backend) {
         ("get", "/api/v1/units/{id}"),
         ("get", "/api/v1/units/{id}/children"),
         ("post", "/api/v1/units"),
+        ("post", "/api/v1/sync/push"),
+        ("get", "/api/v1/sync/pull"),
+        ("get", "/api/v1/conflicts"),
+        ("post", "/api/v1/conflicts/{id}/resolve"),
     ];
     for (method, path) in expected {
         let op = &doc["paths"][path][method];

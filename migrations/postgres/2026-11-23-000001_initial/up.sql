@@ -170,7 +170,8 @@ CREATE TABLE sync_changes (
     txid BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
     created_us BIGINT NOT NULL
 );
-CREATE INDEX sync_changes_village_seq ON sync_changes (village_id, seq);
+CREATE INDEX sync_changes_village_seq ON sync_changes (village_id, txid, seq);
+CREATE INDEX sync_changes_order ON sync_changes (txid, seq);
 
 CREATE TABLE conflicts (
     id TEXT PRIMARY KEY NOT NULL,

@@ -19,6 +19,8 @@ pub enum Action<'a> {
     ReadAggregates(UnitId),
     /// Push records (each record's village is checked with `WriteVillage`).
     Push,
+    /// Pull the records of one's scope.
+    Pull,
     /// Create or change a record in a village.
     WriteVillage(UnitId),
     /// Read or resolve the conflicts of a unit's subtree.
@@ -32,7 +34,7 @@ impl Action<'_> {
         use Role::*;
         match self {
             Action::ReadUnit(_) | Action::ReadAggregates(_) => true,
-            Action::Push | Action::WriteVillage(_) => matches!(role, Enumerator | Admin),
+            Action::Push | Action::Pull | Action::WriteVillage(_) => matches!(role, Enumerator | Admin),
             Action::CreateUnit { .. }
             | Action::ManageUser { .. }
             | Action::ManageConflicts(_)
@@ -48,7 +50,7 @@ impl Action<'_> {
             | Action::ManageConflicts(u)
             | Action::CreateUnit { parent: u } => vec![u],
             Action::ManageUser { scope } => scope.to_vec(),
-            Action::Push | Action::ReadAudit => Vec::new(),
+            Action::Push | Action::Pull | Action::ReadAudit => Vec::new(),
         }
     }
 
@@ -59,6 +61,7 @@ impl Action<'_> {
             Action::ManageUser { .. } => "manage users",
             Action::ReadAggregates(_) => "read these aggregates",
             Action::Push => "push records",
+            Action::Pull => "pull records",
             Action::WriteVillage(_) => "write records in this village",
             Action::ManageConflicts(_) => "manage conflicts",
             Action::ReadAudit => "read the audit log",

@@ -5,6 +5,7 @@ pub mod auth;
 mod conn;
 pub mod records;
 pub mod schema;
+pub mod sync;
 pub mod units;
 
 pub use conn::DbConn;

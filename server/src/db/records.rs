@@ -4,8 +4,9 @@ use super::DbConn;
 use super::schema::{households, members};
 use diesel::prelude::*;
 
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = households)]
+#[diesel(treat_none_as_null = true)]
 #[diesel(treat_none_as_default_value = false)]
 pub struct HouseholdRow {
     pub id: String,
@@ -21,8 +22,9 @@ pub struct HouseholdRow {
     pub updated_us: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = members)]
+#[diesel(treat_none_as_null = true)]
 #[diesel(treat_none_as_default_value = false)]
 pub struct MemberRow {
     pub id: String,
@@ -78,4 +80,96 @@ pub fn count_live(conn: &mut DbConn, villages: &[String]) -> QueryResult<(i64, i
         .count()
         .get_result(conn)?;
     Ok((h, m))
+}
+
+/// A household, its row locked for the transaction on PostgreSQL when `lock`.
+pub fn household(conn: &mut DbConn, id: &str, lock: bool) -> QueryResult<Option<HouseholdRow>> {
+    match conn {
+        DbConn::Pg(c) if lock => households::table
+            .find(id)
+            .select(HouseholdRow::as_select())
+            .for_update()
+            .first(c)
+            .optional(),
+        _ => households::table
+            .find(id)
+            .select(HouseholdRow::as_select())
+            .first(conn)
+            .optional(),
+    }
+}
+
+/// A member, its row locked for the transaction on PostgreSQL when `lock`.
+pub fn member(conn: &mut DbConn, id: &str, lock: bool) -> QueryResult<Option<MemberRow>> {
+    match conn {
+        DbConn::Pg(c) if lock => members::table
+            .find(id)
+            .select(MemberRow::as_select())
+            .for_update()
+            .first(c)
+            .optional(),
+        _ => members::table
+            .find(id)
+            .select(MemberRow::as_select())
+            .first(conn)
+            .optional(),
+    }
+}
+
+pub fn households_by_ids(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<HouseholdRow>> {
+    households::table
+        .filter(households::id.eq_any(ids))
+        .select(HouseholdRow::as_select())
+        .load(conn)
+}
+
+pub fn members_by_ids(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<MemberRow>> {
+    members::table
+        .filter(members::id.eq_any(ids))
+        .select(MemberRow::as_select())
+        .load(conn)
+}
+
+pub fn insert_household(conn: &mut DbConn, row: &HouseholdRow) -> QueryResult<usize> {
+    diesel::insert_into(households::table).values(row).execute(conn)
+}
+
+pub fn update_household(conn: &mut DbConn, row: &HouseholdRow) -> QueryResult<usize> {
+    diesel::update(households::table.find(&row.id))
+        .set(row)
+        .execute(conn)
+}
+
+pub fn insert_member(conn: &mut DbConn, row: &MemberRow) -> QueryResult<usize> {
+    diesel::insert_into(members::table).values(row).execute(conn)
+}
+
+pub fn update_member(conn: &mut DbConn, row: &MemberRow) -> QueryResult<usize> {
+    diesel::update(members::table.find(&row.id))
+        .set(row)
+        .execute(conn)
+}
+
+/// Members that name `household_id`, locked on PostgreSQL; `attached` picks those placed in a
+/// village (true) or those waiting for their household (false).
+pub fn members_of_household(
+    conn: &mut DbConn,
+    household_id: &str,
+    attached: bool,
+) -> QueryResult<Vec<MemberRow>> {
+    // Locked on PostgreSQL: the caller rewrites these rows, and a concurrent edit of one of them
+    // must wait rather than be overwritten with a stale copy.
+    macro_rules! query {
+        () => {
+            members::table
+                .filter(members::household_id.eq(household_id))
+                .filter(members::village_id.is_not_null().eq(attached))
+                .order(members::id)
+                .select(MemberRow::as_select())
+        };
+    }
+    match conn {
+        DbConn::Pg(c) => query!().for_update().load(c),
+        DbConn::Sqlite(c) => query!().load(c),
+    }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod errors;
 pub mod metrics;
 pub mod ops;
+pub mod sync;
 pub mod units;
 
 use actix_web::dev::{ServiceFactory, ServiceRequest};
@@ -59,7 +60,11 @@ where
             .service(auth::list_audit)
             .service(units::create_unit)
             .service(units::get_unit)
-            .service(units::get_children),
+            .service(units::get_children)
+            .service(sync::push)
+            .service(sync::pull)
+            .service(sync::list_conflicts)
+            .service(sync::resolve_conflict),
     )
 }
 

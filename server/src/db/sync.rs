@@ -1,0 +1,213 @@
+//! Queries of the sync machinery: idempotency records, the change feed, conflicts.
+
+use super::DbConn;
+use super::schema::{conflicts, devices, sync_changes, sync_mutations, unit_closure};
+use diesel::prelude::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sync_mutations)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct MutationRow {
+    pub device_id: String,
+    pub mutation_id: i64,
+    pub record_type: String,
+    pub record_id: String,
+    pub status: String,
+    pub version: Option<i64>,
+    pub outcome: String,
+    pub created_us: i64,
+}
+
+/// A change to append; `seq` and (on PostgreSQL) `txid` come from the database.
+#[derive(Debug, Clone, PartialEq, Eq, Insertable)]
+#[diesel(table_name = sync_changes)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct NewChange {
+    pub village_id: String,
+    pub record_type: String,
+    pub record_id: String,
+    pub version: i64,
+    pub created_us: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sync_changes)]
+pub struct ChangeRow {
+    pub seq: i64,
+    pub village_id: String,
+    pub record_type: String,
+    pub record_id: String,
+    pub version: i64,
+    pub txid: i64,
+    pub created_us: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = conflicts)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct ConflictRow {
+    pub id: String,
+    pub record_type: String,
+    pub record_id: String,
+    pub village_id: String,
+    pub field: String,
+    pub current_value: String,
+    pub incoming_value: String,
+    pub current_hlc: String,
+    pub incoming_hlc: String,
+    pub device_id: String,
+    pub created_us: i64,
+    pub resolved_us: Option<i64>,
+    pub resolved_by: Option<String>,
+}
+
+const CHUNK: usize = 500;
+
+/// Stored outcomes of the given mutation ids of one device.
+pub fn mutations(conn: &mut DbConn, device_id: &str, ids: &[i64]) -> QueryResult<Vec<MutationRow>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        out.extend(
+            sync_mutations::table
+                .filter(sync_mutations::device_id.eq(device_id))
+                .filter(sync_mutations::mutation_id.eq_any(chunk))
+                .select(MutationRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+pub fn insert_mutations(conn: &mut DbConn, rows: &[MutationRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(CHUNK) {
+        crate::per_backend!(&mut *conn, |c| diesel::insert_into(sync_mutations::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+pub fn insert_changes(conn: &mut DbConn, rows: &[NewChange]) -> QueryResult<()> {
+    for chunk in rows.chunks(CHUNK) {
+        crate::per_backend!(&mut *conn, |c| diesel::insert_into(sync_changes::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+pub fn insert_conflicts(conn: &mut DbConn, rows: &[ConflictRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(CHUNK) {
+        crate::per_backend!(&mut *conn, |c| diesel::insert_into(conflicts::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL: the oldest transaction that was still running when this transaction's snapshot
+/// was taken, leaving out those that provably belong to other databases of the cluster. Every
+/// change with a smaller `txid` is already visible or gone for good, so a pull may serve it
+/// without ever skipping one that commits later. None when nothing is running (or on SQLite,
+/// whose writers are serial). Call it first in a REPEATABLE READ transaction, so that the rows
+/// read next come from the same snapshot.
+pub fn pg_horizon(conn: &mut DbConn) -> QueryResult<Option<i64>> {
+    #[derive(QueryableByName)]
+    struct Horizon {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        horizon: Option<i64>,
+    }
+    const SQL: &str = "
+        WITH running AS (
+            SELECT x::text::bigint AS xid FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+        ), elsewhere AS (
+            SELECT backend_xid::text::bigint AS low FROM pg_stat_activity
+            WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
+        )
+        SELECT min(xid) AS horizon FROM running
+        WHERE (xid & 4294967295) NOT IN (SELECT low FROM elsewhere)";
+    match conn {
+        DbConn::Pg(c) => diesel::sql_query(SQL).get_result::<Horizon>(c).map(|h| h.horizon),
+        DbConn::Sqlite(_) => Ok(None),
+    }
+}
+
+/// The next page of changes in villages under `scope`, after `(txid, seq)`, in (txid, seq)
+/// order, only below `horizon` when given.
+pub fn changes_after(
+    conn: &mut DbConn,
+    scope: &[String],
+    after: (i64, i64),
+    horizon: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<ChangeRow>> {
+    let (txid, seq) = after;
+    let in_scope = unit_closure::table
+        .filter(unit_closure::ancestor_id.eq_any(scope.to_vec()))
+        .select(unit_closure::descendant_id);
+    let q = sync_changes::table
+        .filter(sync_changes::village_id.eq_any(in_scope))
+        .filter(
+            sync_changes::txid
+                .gt(txid)
+                .or(sync_changes::txid.eq(txid).and(sync_changes::seq.gt(seq))),
+        )
+        .into_boxed();
+    let q = match horizon {
+        Some(h) => q.filter(sync_changes::txid.lt(h)),
+        None => q,
+    };
+    q.order((sync_changes::txid.asc(), sync_changes::seq.asc()))
+        .limit(limit)
+        .select(ChangeRow::as_select())
+        .load(conn)
+}
+
+pub fn conflict(conn: &mut DbConn, id: &str) -> QueryResult<Option<ConflictRow>> {
+    conflicts::table
+        .find(id)
+        .select(ConflictRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Conflicts in villages under `unit`, newest first, optionally only (un)resolved ones.
+pub fn conflicts_under(
+    conn: &mut DbConn,
+    unit: &str,
+    resolved: Option<bool>,
+    limit: i64,
+) -> QueryResult<Vec<ConflictRow>> {
+    let villages = unit_closure::table
+        .filter(unit_closure::ancestor_id.eq(unit.to_owned()))
+        .select(unit_closure::descendant_id);
+    let q = conflicts::table
+        .filter(conflicts::village_id.eq_any(villages))
+        .into_boxed();
+    let q = match resolved {
+        Some(true) => q.filter(conflicts::resolved_us.is_not_null()),
+        Some(false) => q.filter(conflicts::resolved_us.is_null()),
+        None => q,
+    };
+    q.order((conflicts::created_us.desc(), conflicts::id.desc()))
+        .limit(limit)
+        .select(ConflictRow::as_select())
+        .load(conn)
+}
+
+pub fn mark_resolved(conn: &mut DbConn, id: &str, by: &str, now_us: i64) -> QueryResult<usize> {
+    diesel::update(conflicts::table.find(id).filter(conflicts::resolved_us.is_null()))
+        .set((conflicts::resolved_us.eq(now_us), conflicts::resolved_by.eq(by)))
+        .execute(conn)
+}
+
+pub fn mark_device_synced(
+    conn: &mut DbConn,
+    device_id: &str,
+    user_id: &str,
+    now_us: i64,
+) -> QueryResult<usize> {
+    diesel::update(devices::table.find((device_id, user_id)))
+        .set((devices::last_sync_us.eq(now_us), devices::last_seen_us.eq(now_us)))
+        .execute(conn)
+}

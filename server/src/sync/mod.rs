@@ -1,0 +1,106 @@
+//! Sync (contract §6): push with per-field merge, the change feed behind pull, and conflicts.
+
+pub mod conflicts;
+pub mod merge;
+pub mod pull;
+pub mod push;
+pub mod store;
+
+use crate::auth::Principal;
+use crate::db::DbConn;
+use crate::error::{AppError, AppResult};
+use diesel::Connection;
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use hamlet_shared::ErrorDetail;
+use hamlet_shared::sync::MutationResult;
+
+/// Sync limits and clock rules.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct SyncSettings {
+    /// Most mutations one push may carry.
+    #[arg(long = "max-mutations", env = "HAMLET_MAX_MUTATIONS", default_value_t = hamlet_shared::sync::MAX_MUTATIONS)]
+    pub max_mutations: usize,
+    /// A clock further ahead of the server's than this (seconds) is clamped to it.
+    #[arg(
+        long = "max-clock-skew-secs",
+        env = "HAMLET_MAX_CLOCK_SKEW_SECS",
+        default_value_t = 300
+    )]
+    pub max_clock_skew_secs: i64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            max_mutations: hamlet_shared::sync::MAX_MUTATIONS,
+            max_clock_skew_secs: 300,
+        }
+    }
+}
+
+/// Who pushes, and the server's clock for the whole request.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub principal: Principal,
+    pub now_us: i64,
+    /// Clocks whose wall time is beyond this are clamped to it.
+    pub max_wall_ms: i64,
+    /// Birth years run up to this (UTC).
+    pub current_year: i32,
+}
+
+/// A write transaction. On SQLite it starts with `BEGIN IMMEDIATE`, taking the write lock up
+/// front, so two writers wait for each other (busy_timeout) instead of failing on a lock upgrade.
+pub fn write_transaction<T>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> AppResult<T>) -> AppResult<T> {
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    finish(conn, f)
+}
+
+/// A read-only transaction over one snapshot (REPEATABLE READ on PostgreSQL; SQLite's
+/// transactions always read one snapshot).
+pub fn snapshot_transaction<T>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> AppResult<T>,
+) -> AppResult<T> {
+    match conn {
+        DbConn::Pg(c) => AnsiTransactionManager::begin_transaction_sql(
+            c,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )?,
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN DEFERRED")?,
+    }
+    finish(conn, f)
+}
+
+fn finish<T>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> AppResult<T>) -> AppResult<T> {
+    match f(conn) {
+        Ok(value) => {
+            <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(conn);
+            Err(e)
+        }
+    }
+}
+
+/// What an idempotency record keeps of a result besides status and version.
+pub(crate) fn outcome_json(result: &MutationResult) -> String {
+    serde_json::json!({ "id": result.id, "conflicts": result.conflicts, "errors": result.errors }).to_string()
+}
+
+pub(crate) fn parse_outcome(text: &str) -> AppResult<(Option<String>, Vec<String>, Vec<ErrorDetail>)> {
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        id: Option<String>,
+        conflicts: Vec<String>,
+        errors: Vec<ErrorDetail>,
+    }
+    let s: Stored = serde_json::from_str(text)
+        .map_err(|e| AppError::Internal(format!("unreadable stored outcome: {e}")))?;
+    Ok((s.id, s.conflicts, s.errors))
+}

@@ -1,0 +1,151 @@
+//! `GET /api/v1/sync/pull`: the change feed of the caller's scope, behind an opaque cursor.
+//!
+//! Changes are read in (transaction id, sequence) order, and on PostgreSQL only from
+//! transactions older than the oldest one still running: a change whose transaction commits
+//! after a pull can then never sit behind that pull's cursor. Each change is sent as the
+//! record's current state; a record no longer in scope is sent as deleted with its placement.
+
+use super::store::Stored;
+use crate::auth::{Action, Principal, authorize};
+use crate::db::{self, DbConn};
+use crate::error::{AppError, AppResult};
+use base64::Engine;
+use hamlet_shared::RecordType;
+use hamlet_shared::sync::{Change, PullResponse};
+use std::collections::{HashMap, HashSet};
+
+pub const DEFAULT_LIMIT: i64 = 500;
+pub const MAX_LIMIT: i64 = 5000;
+
+/// Position before every change.
+const START: (i64, i64) = (-1, -1);
+
+fn encode(pos: (i64, i64)) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("1.{}.{}", pos.0, pos.1))
+}
+
+fn decode(cursor: &str) -> AppResult<(i64, i64)> {
+    let bad = || AppError::BadRequest("invalid cursor: pass back the cursor of a previous pull".to_owned());
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    match text.split('.').collect::<Vec<_>>().as_slice() {
+        ["1", txid, seq] => Ok((txid.parse().map_err(|_| bad())?, seq.parse().map_err(|_| bad())?)),
+        _ => Err(bad()),
+    }
+}
+
+pub fn pull(
+    conn: &mut DbConn,
+    principal: &Principal,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+) -> AppResult<PullResponse> {
+    authorize(conn, principal, Action::Pull)?;
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(AppError::BadRequest(format!(
+            "limit must be within 1..={MAX_LIMIT}"
+        )));
+    }
+    let after = match cursor {
+        Some(c) if !c.is_empty() => decode(c)?,
+        _ => START,
+    };
+    let scope = principal.scope_ids();
+    super::snapshot_transaction(conn, |conn| page(conn, &scope, after, limit))
+}
+
+/// One page, read from one snapshot.
+fn page(conn: &mut DbConn, scope: &[String], after: (i64, i64), limit: i64) -> AppResult<PullResponse> {
+    let horizon = db::sync::pg_horizon(conn)?;
+    let mut rows = db::sync::changes_after(conn, scope, after, horizon, limit + 1)?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = rows.last().map_or(after, |r| (r.txid, r.seq));
+
+    // A record changed twice in the page is sent once, at its last position.
+    let mut last_at: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        last_at.insert((r.record_type.as_str(), r.record_id.as_str()), i);
+    }
+    let ids = |t: RecordType| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r.record_type == t.as_str())
+            .map(|r| r.record_id.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    let mut records: HashMap<(RecordType, String), Stored> = HashMap::new();
+    for row in db::records::households_by_ids(conn, &ids(RecordType::Household))? {
+        records.insert(
+            (RecordType::Household, row.id.clone()),
+            Stored::from_household(row)?,
+        );
+    }
+    for row in db::records::members_by_ids(conn, &ids(RecordType::Member))? {
+        records.insert((RecordType::Member, row.id.clone()), Stored::from_member(row)?);
+    }
+    let villages: Vec<String> = records
+        .values()
+        .filter_map(|r| r.village.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let visible: HashSet<String> = db::units::covered(conn, scope, &villages)?.into_iter().collect();
+
+    let mut changes = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        if last_at.get(&(r.record_type.as_str(), r.record_id.as_str())) != Some(&i) {
+            continue;
+        }
+        let record_type: RecordType = r.record_type.parse().map_err(AppError::Internal)?;
+        let Some(record) = records.get(&(record_type, r.record_id.clone())) else {
+            continue;
+        };
+        let in_scope = record.village.as_ref().is_some_and(|v| visible.contains(v));
+        let deleted = record.state.deleted || !in_scope;
+        changes.push(Change {
+            record_type,
+            id: r
+                .record_id
+                .parse()
+                .map_err(|_| AppError::Internal("bad record id".into()))?,
+            version: record.state.version,
+            deleted,
+            fields: if deleted {
+                record.placement()
+            } else {
+                record.state.fields.clone()
+            },
+        });
+    }
+    Ok(PullResponse {
+        changes,
+        cursor: encode(next),
+        has_more,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_roundtrip_and_reject_garbage() {
+        for pos in [START, (0, 17), (123_456_789, 42)] {
+            assert_eq!(decode(&encode(pos)).unwrap(), pos);
+        }
+        for bad in [
+            "",
+            "x",
+            "MS4xLjI",
+            "!!!",
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("2.1.1"),
+        ] {
+            assert!(decode(bad).is_err(), "{bad}");
+        }
+    }
+}

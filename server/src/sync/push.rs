@@ -1,0 +1,526 @@
+//! `POST /api/v1/sync/push`: idempotent, per-mutation outcomes, one transaction per request.
+
+use super::merge::{Clash, Outcome, Write, merge_delete, merge_upsert};
+use super::store::{self, Stored};
+use super::{Ctx, outcome_json, parse_outcome};
+use crate::auth::{Action, Principal, authorize};
+use crate::db::sync::{MutationRow, NewChange};
+use crate::db::{self, DbConn};
+use crate::error::{AppError, AppResult};
+use hamlet_shared::records::validate_fields;
+use hamlet_shared::sync::{
+    MutationResult, MutationStatus, Op, PushRequest, PushResponse, PushSummary, mutation_id_of,
+    parse_mutation,
+};
+use hamlet_shared::{ErrorCode, ErrorDetail, RecordType, UnitLevel};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// How often a push transaction is retried after losing a race with another one.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Envelope rules: device, role, size and mutation ids. Any failure refuses the whole request.
+pub fn check_envelope(principal: &Principal, req: &PushRequest, max_mutations: usize) -> AppResult<()> {
+    if req.device_id != principal.device_id {
+        return Err(AppError::Forbidden(
+            "device_id is not the device of this session".to_owned(),
+        ));
+    }
+    if req.mutations.len() > max_mutations {
+        return Err(AppError::invalid(ErrorDetail::field(
+            "mutations",
+            ErrorCode::OutOfRange,
+            format!(
+                "at most {max_mutations} mutations per push, got {}",
+                req.mutations.len()
+            ),
+        )));
+    }
+    let mut details = Vec::new();
+    let mut last = 0;
+    for (i, raw) in req.mutations.iter().enumerate() {
+        match mutation_id_of(raw) {
+            None => details.push(ErrorDetail::field(
+                format!("mutations[{i}].mutation_id"),
+                ErrorCode::InvalidValue,
+                "mutation_id must be a positive integer",
+            )),
+            Some(id) if id <= last => details.push(ErrorDetail::field(
+                format!("mutations[{i}].mutation_id"),
+                ErrorCode::InvalidValue,
+                "mutation ids must increase within a push",
+            )),
+            Some(id) => last = id,
+        }
+    }
+    if details.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::invalid_many(details))
+    }
+}
+
+/// Runs a whole push, retrying the transaction when it lost a race (deadlock, a concurrent
+/// replay of the same batch, a busy SQLite).
+pub fn push(conn: &mut DbConn, ctx: &Ctx, req: &PushRequest) -> AppResult<PushResponse> {
+    authorize(conn, &ctx.principal, Action::Push)?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = super::write_transaction(conn, |conn| run_batch(conn, ctx, &req.mutations));
+        match result {
+            Err(AppError::Contention(_) | AppError::Conflict(_)) if attempt < MAX_ATTEMPTS => {
+                std::thread::sleep(std::time::Duration::from_millis(10 * u64::from(attempt)));
+            }
+            Err(AppError::Conflict(m)) => return Err(AppError::Contention(m)),
+            other => return other,
+        }
+    }
+}
+
+fn run_batch(conn: &mut DbConn, ctx: &Ctx, mutations: &[Value]) -> AppResult<PushResponse> {
+    let device = ctx.principal.device_id.to_string();
+    let ids: Vec<i64> = mutations.iter().filter_map(mutation_id_of).collect();
+    let seen: HashMap<i64, MutationRow> = db::sync::mutations(conn, &device, &ids)?
+        .into_iter()
+        .map(|r| (r.mutation_id, r))
+        .collect();
+    let mut batch = Batch::new(ctx);
+    let mut results = Vec::with_capacity(mutations.len());
+    let mut summary = PushSummary::default();
+    let mut stored = Vec::new();
+    for raw in mutations {
+        let mutation_id = mutation_id_of(raw).unwrap_or_default();
+        let result = match seen.get(&mutation_id) {
+            Some(row) => duplicate(row)?,
+            None => {
+                let result = batch.process(conn, raw, mutation_id)?;
+                stored.push(MutationRow {
+                    device_id: batch.device.clone(),
+                    mutation_id,
+                    record_type: raw
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .chars()
+                        .take(32)
+                        .collect(),
+                    record_id: result.id.clone().unwrap_or_default().chars().take(64).collect(),
+                    status: result.status.as_str().to_owned(),
+                    version: result.version,
+                    outcome: outcome_json(&result),
+                    created_us: ctx.now_us,
+                });
+                result
+            }
+        };
+        summary.count(result.status);
+        results.push(result);
+    }
+    batch.flush(conn)?;
+    db::sync::insert_mutations(conn, &stored)?;
+    db::sync::mark_device_synced(
+        conn,
+        &batch.device,
+        &ctx.principal.user_id.to_string(),
+        ctx.now_us,
+    )?;
+    Ok(PushResponse {
+        results,
+        summary,
+        server_time: crate::clock::rfc3339(ctx.now_us),
+    })
+}
+
+/// The stored first answer, replayed.
+fn duplicate(row: &MutationRow) -> AppResult<MutationResult> {
+    let (id, conflicts, errors) = parse_outcome(&row.outcome)?;
+    Ok(MutationResult {
+        mutation_id: row.mutation_id,
+        id,
+        status: MutationStatus::Duplicate,
+        version: row.version,
+        conflicts,
+        errors,
+        original_status: MutationStatus::parse(&row.status),
+    })
+}
+
+fn rejected(mutation_id: i64, id: Option<String>, errors: Vec<ErrorDetail>) -> MutationResult {
+    MutationResult {
+        mutation_id,
+        id,
+        status: MutationStatus::Rejected,
+        version: None,
+        conflicts: Vec::new(),
+        errors,
+        original_status: None,
+    }
+}
+
+fn forbidden(message: &str) -> ErrorDetail {
+    ErrorDetail::record(ErrorCode::Forbidden, message)
+}
+
+/// What one write (a push, a conflict resolution) accumulates while it runs.
+pub(crate) struct Batch<'a> {
+    ctx: &'a Ctx,
+    device: String,
+    changes: Vec<NewChange>,
+    conflicts: Vec<db::sync::ConflictRow>,
+    /// village id -> whether the pusher's scope covers it
+    scope_cache: HashMap<String, bool>,
+    /// unit id -> whether it is a live village
+    villages: HashMap<String, bool>,
+    /// user id -> scope, for attaching members pushed by others
+    user_scopes: HashMap<String, Vec<hamlet_shared::UnitId>>,
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) fn new(ctx: &'a Ctx) -> Self {
+        Self {
+            ctx,
+            device: ctx.principal.device_id.to_string(),
+            changes: Vec::new(),
+            conflicts: Vec::new(),
+            scope_cache: HashMap::new(),
+            villages: HashMap::new(),
+            user_scopes: HashMap::new(),
+        }
+    }
+
+    /// Appends the change log entries and conflicts gathered so far.
+    pub(crate) fn flush(&mut self, conn: &mut DbConn) -> AppResult<()> {
+        db::sync::insert_changes(conn, &std::mem::take(&mut self.changes))?;
+        db::sync::insert_conflicts(conn, &std::mem::take(&mut self.conflicts))?;
+        Ok(())
+    }
+
+    pub(crate) fn covers(&mut self, conn: &mut DbConn, village: &str) -> AppResult<bool> {
+        if let Some(&ok) = self.scope_cache.get(village) {
+            return Ok(ok);
+        }
+        let ok = match village.parse() {
+            Ok(unit) => match authorize(conn, &self.ctx.principal, Action::WriteVillage(unit)) {
+                Ok(()) => true,
+                Err(AppError::Forbidden(_)) => false,
+                Err(other) => return Err(other),
+            },
+            Err(_) => false,
+        };
+        self.scope_cache.insert(village.to_owned(), ok);
+        Ok(ok)
+    }
+
+    pub(crate) fn is_village(&mut self, conn: &mut DbConn, unit: &str) -> AppResult<bool> {
+        if let Some(&ok) = self.villages.get(unit) {
+            return Ok(ok);
+        }
+        let ok = db::units::find(conn, unit)?
+            .is_some_and(|u| u.retired_us.is_none() && u.level == UnitLevel::Village.as_str());
+        self.villages.insert(unit.to_owned(), ok);
+        Ok(ok)
+    }
+
+    /// Whether `user`'s scope (not the pusher's) covers `village`.
+    fn user_covers(&mut self, conn: &mut DbConn, user: &str, village: &str) -> AppResult<bool> {
+        if !self.user_scopes.contains_key(user) {
+            let scope = db::auth::scope_of(conn, user)?
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            self.user_scopes.insert(user.to_owned(), scope);
+        }
+        let Ok(village) = village.parse() else {
+            return Ok(false);
+        };
+        crate::auth::authz::scope_covers(conn, &self.user_scopes[user], &[village])
+    }
+
+    /// Scope rules of contract §6: a record may not be put in, or changed in, a village outside
+    /// the pusher's scope. Returns the detail to reject with.
+    fn check_scope(
+        &mut self,
+        conn: &mut DbConn,
+        record_type: RecordType,
+        current: Option<&Stored>,
+        fields: &Map<String, Value>,
+    ) -> AppResult<Option<ErrorDetail>> {
+        match record_type {
+            RecordType::Household => {
+                if let Some(village) = current.and_then(|c| c.village.clone())
+                    && !self.covers(conn, &village)?
+                {
+                    return Ok(Some(forbidden(
+                        "this household is in a village outside your scope",
+                    )));
+                }
+                if let Some(village) = fields.get("village_id").and_then(Value::as_str) {
+                    if !self.is_village(conn, village)? {
+                        return Ok(Some(ErrorDetail::field(
+                            "village_id",
+                            ErrorCode::InvalidValue,
+                            "village_id does not name a village",
+                        )));
+                    }
+                    if !self.covers(conn, village)? {
+                        return Ok(Some(ErrorDetail::field(
+                            "village_id",
+                            ErrorCode::Forbidden,
+                            "village_id is outside your scope",
+                        )));
+                    }
+                }
+            }
+            RecordType::Member => {
+                if let Some(cur) = current {
+                    match &cur.village {
+                        Some(village) if !self.covers(conn, village)? => {
+                            return Ok(Some(forbidden("this member is in a village outside your scope")));
+                        }
+                        None if cur.pushed_by.as_deref() != Some(&self.ctx.principal.user_id.to_string()) => {
+                            return Ok(Some(forbidden(
+                                "this member waits for a household outside your scope",
+                            )));
+                        }
+                        _ => {}
+                    }
+                }
+                let household = fields.get("household_id").and_then(Value::as_str).or_else(|| {
+                    current
+                        .and_then(|c| c.state.fields.get("household_id"))
+                        .and_then(Value::as_str)
+                });
+                if let Some(h) = household
+                    && let Some(row) = db::records::household(conn, h, false)?
+                    && !self.covers(conn, &row.village_id)?
+                {
+                    return Ok(Some(ErrorDetail::field(
+                        "household_id",
+                        ErrorCode::Forbidden,
+                        "the household is in a village outside your scope",
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn process(&mut self, conn: &mut DbConn, raw: &Value, mutation_id: i64) -> AppResult<MutationResult> {
+        let m = match parse_mutation(raw, self.ctx.principal.device_id) {
+            Ok(m) => m,
+            Err(r) => return Ok(rejected(mutation_id, r.id, r.errors)),
+        };
+        let id = m.id.to_string();
+        let fields = match m.op {
+            Op::Upsert => match validate_fields(m.record_type, &m.fields, self.ctx.current_year) {
+                Ok(f) => f,
+                Err(errors) => return Ok(rejected(mutation_id, Some(id), errors)),
+            },
+            Op::Delete => Map::new(),
+        };
+        let current = store::load(conn, m.record_type, &id)?;
+        if let Some(detail) = self.check_scope(conn, m.record_type, current.as_ref(), &fields)? {
+            return Ok(rejected(mutation_id, Some(id), vec![detail]));
+        }
+        let write = Write {
+            fields: &fields,
+            hlc: m.hlc.clamp(self.ctx.max_wall_ms),
+            mutation_id,
+            base_version: m.base_version,
+        };
+        let outcome = match m.op {
+            Op::Upsert => merge_upsert(m.record_type, current.as_ref().map(|s| &s.state), write),
+            Op::Delete => merge_delete(current.as_ref().map(|s| &s.state)),
+        };
+        let lost = outcome.lost_fields();
+        let (status, version) = match outcome {
+            Outcome::Rejected(errors) => return Ok(rejected(mutation_id, Some(id), errors)),
+            Outcome::Conflict { clashes } => {
+                let current =
+                    current.ok_or_else(|| AppError::Internal("conflict without a record".into()))?;
+                self.record_clashes(&current, &clashes);
+                (MutationStatus::Conflict, current.state.version)
+            }
+            Outcome::Applied {
+                state,
+                changed,
+                clashes,
+            } => {
+                let record = self.apply(conn, m.record_type, id.clone(), current, state, changed)?;
+                self.record_clashes(&record, &clashes);
+                (MutationStatus::Applied, record.state.version)
+            }
+        };
+        Ok(MutationResult {
+            mutation_id,
+            id: Some(id),
+            status,
+            version: Some(version),
+            conflicts: lost,
+            errors: Vec::new(),
+            original_status: None,
+        })
+    }
+
+    /// Stores a merged state, logs its change in the villages it left and entered, and follows
+    /// through on members: a new household collects the members waiting for it, a moved one
+    /// takes its members along.
+    pub(crate) fn apply(
+        &mut self,
+        conn: &mut DbConn,
+        record_type: RecordType,
+        id: String,
+        before: Option<Stored>,
+        state: super::merge::RecordState,
+        changed: bool,
+    ) -> AppResult<Stored> {
+        let now = self.ctx.now_us;
+        let village = match record_type {
+            RecordType::Household => state
+                .fields
+                .get("village_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            RecordType::Member => match state.fields.get("household_id").and_then(Value::as_str) {
+                Some(h) => db::records::household(conn, h, false)?.map(|row| row.village_id),
+                None => None,
+            },
+        };
+        let record = Stored {
+            record_type,
+            id,
+            state,
+            village,
+            pushed_by: match (&before, record_type) {
+                (Some(b), _) => b.pushed_by.clone(),
+                (None, RecordType::Member) => Some(self.ctx.principal.user_id.to_string()),
+                (None, RecordType::Household) => None,
+            },
+            created_us: before.as_ref().map_or(now, |b| b.created_us),
+        };
+        store::save(conn, &record, before.is_some(), now)?;
+        let old_village = before.as_ref().and_then(|b| b.village.clone());
+        if changed {
+            self.log_change(&record, old_village.as_deref());
+        }
+        if record_type == RecordType::Household {
+            if before.is_none() {
+                self.attach_waiting_members(conn, &record)?;
+            } else if old_village != record.village {
+                self.move_members(conn, &record, old_village.as_deref())?;
+            }
+        }
+        Ok(record)
+    }
+
+    fn log_change(&mut self, record: &Stored, old_village: Option<&str>) {
+        let villages = record
+            .village
+            .as_deref()
+            .into_iter()
+            .chain(old_village.filter(|o| Some(*o) != record.village.as_deref()));
+        for village in villages {
+            self.changes.push(NewChange {
+                village_id: village.to_owned(),
+                record_type: record.record_type.as_str().to_owned(),
+                record_id: record.id.clone(),
+                version: record.state.version,
+                created_us: self.ctx.now_us,
+            });
+        }
+    }
+
+    fn attach_waiting_members(&mut self, conn: &mut DbConn, household: &Stored) -> AppResult<()> {
+        let Some(village) = household.village.clone() else {
+            return Ok(());
+        };
+        for row in db::records::members_of_household(conn, &household.id, false)? {
+            let mut member = Stored::from_member(row)?;
+            let allowed = match member.pushed_by.clone() {
+                Some(user) => self.user_covers(conn, &user, &village)?,
+                None => false,
+            };
+            if allowed {
+                member.village = Some(village.clone());
+                member.state.version += 1;
+                store::save(conn, &member, true, self.ctx.now_us)?;
+                self.log_change(&member, None);
+            } else {
+                // The member's pusher may not write in this household's village: an admin decides.
+                let clock = |r: &Stored, f: &str| r.state.clocks.get(f).map(|c| c.hlc);
+                let (Some(current_hlc), Some(incoming_hlc)) =
+                    (clock(household, "village_id"), clock(&member, "household_id"))
+                else {
+                    continue;
+                };
+                self.conflicts.push(db::sync::ConflictRow {
+                    id: Uuid::now_v7().to_string(),
+                    record_type: RecordType::Member.as_str().to_owned(),
+                    record_id: member.id.clone(),
+                    village_id: village.clone(),
+                    field: "household_id".to_owned(),
+                    current_value: "null".to_owned(),
+                    incoming_value: Value::from(household.id.clone()).to_string(),
+                    current_hlc: current_hlc.to_string(),
+                    incoming_hlc: incoming_hlc.to_string(),
+                    device_id: incoming_hlc.node.to_string(),
+                    created_us: self.ctx.now_us,
+                    resolved_us: None,
+                    resolved_by: None,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn move_members(
+        &mut self,
+        conn: &mut DbConn,
+        household: &Stored,
+        old_village: Option<&str>,
+    ) -> AppResult<()> {
+        for row in db::records::members_of_household(conn, &household.id, true)? {
+            let mut member = Stored::from_member(row)?;
+            member.village = household.village.clone();
+            member.state.version += 1;
+            store::save(conn, &member, true, self.ctx.now_us)?;
+            self.log_change(&member, old_village);
+        }
+        Ok(())
+    }
+
+    /// Keeps each concurrent edit's losing value for review.
+    fn record_clashes(&mut self, record: &Stored, clashes: &[Clash]) {
+        let Some(village) = &record.village else { return };
+        for c in clashes {
+            self.conflicts.push(db::sync::ConflictRow {
+                id: Uuid::now_v7().to_string(),
+                record_type: record.record_type.as_str().to_owned(),
+                record_id: record.id.clone(),
+                village_id: village.clone(),
+                field: c.field.clone(),
+                current_value: c.winner.to_string(),
+                incoming_value: c.loser.to_string(),
+                current_hlc: c.winner_clock.hlc.to_string(),
+                incoming_hlc: c.loser_clock.hlc.to_string(),
+                device_id: c.loser_clock.hlc.node.to_string(),
+                created_us: self.ctx.now_us,
+                resolved_us: None,
+                resolved_by: None,
+            });
+        }
+    }
+}
+
+/// Builds a push context for `principal` now.
+pub fn context(principal: Principal, max_clock_skew_ms: i64) -> Ctx {
+    let now_us = crate::clock::now_us();
+    Ctx {
+        principal,
+        now_us,
+        max_wall_ms: now_us / 1000 + max_clock_skew_ms,
+        current_year: time::OffsetDateTime::now_utc().year(),
+    }
+}

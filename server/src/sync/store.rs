@@ -1,0 +1,199 @@
+//! Records as merge states, and the one place record rows are written. Every write goes
+//! through [`save`], so counters (aggregates) can follow each state change.
+
+use super::merge::{FieldClock, RecordState};
+use crate::db::records::{HouseholdRow, MemberRow};
+use crate::db::{self, DbConn};
+use crate::error::{AppError, AppResult};
+use hamlet_shared::RecordType;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// A stored record: its merge state and where it sits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub record_type: RecordType,
+    pub id: String,
+    pub state: RecordState,
+    /// The village the record counts in and is pulled from; None for a member waiting for its household.
+    pub village: Option<String>,
+    /// Members only: the user whose push created it.
+    pub pushed_by: Option<String>,
+    pub created_us: i64,
+}
+
+fn text(v: Option<String>) -> Value {
+    v.map_or(Value::Null, Value::from)
+}
+
+fn get_str(fields: &Map<String, Value>, name: &str) -> Option<String> {
+    fields.get(name).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn req_str(fields: &Map<String, Value>, name: &str) -> AppResult<String> {
+    get_str(fields, name).ok_or_else(|| AppError::Internal(format!("record state lacks {name}")))
+}
+
+fn clocks_from(text: &str, id: &str) -> AppResult<BTreeMap<String, FieldClock>> {
+    serde_json::from_str(text)
+        .map_err(|e| AppError::Internal(format!("record {id} has unreadable clocks: {e}")))
+}
+
+fn clocks_to(clocks: &BTreeMap<String, FieldClock>) -> String {
+    serde_json::to_string(clocks).unwrap_or_else(|_| "{}".to_owned())
+}
+
+impl Stored {
+    pub fn from_household(row: HouseholdRow) -> AppResult<Self> {
+        let mut fields = Map::new();
+        fields.insert("village_id".into(), Value::from(row.village_id.clone()));
+        fields.insert("head_name".into(), Value::from(row.head_name));
+        fields.insert("address".into(), text(row.address));
+        fields.insert("fixed_broadband".into(), Value::from(row.fixed_broadband));
+        fields.insert("surveyed_on".into(), text(row.surveyed_on));
+        Ok(Self {
+            record_type: RecordType::Household,
+            state: RecordState {
+                fields,
+                clocks: clocks_from(&row.clocks, &row.id)?,
+                version: row.version,
+                deleted: row.deleted_us.is_some(),
+            },
+            id: row.id,
+            village: Some(row.village_id),
+            pushed_by: None,
+            created_us: row.created_us,
+        })
+    }
+
+    pub fn from_member(row: MemberRow) -> AppResult<Self> {
+        let mut fields = Map::new();
+        fields.insert("household_id".into(), Value::from(row.household_id));
+        fields.insert("full_name".into(), Value::from(row.full_name));
+        fields.insert("birth_year".into(), Value::from(row.birth_year));
+        fields.insert("sex".into(), text(row.sex));
+        fields.insert("owns_smartphone".into(), Value::from(row.owns_smartphone));
+        fields.insert(
+            "has_transaction_account".into(),
+            Value::from(row.has_transaction_account),
+        );
+        fields.insert("vneid_level2".into(), Value::from(row.vneid_level2));
+        fields.insert(
+            "uses_online_public_services".into(),
+            Value::from(row.uses_online_public_services),
+        );
+        fields.insert(
+            "uses_cashless_payment".into(),
+            Value::from(row.uses_cashless_payment),
+        );
+        fields.insert(
+            "has_digital_signature".into(),
+            Value::from(row.has_digital_signature),
+        );
+        Ok(Self {
+            record_type: RecordType::Member,
+            state: RecordState {
+                fields,
+                clocks: clocks_from(&row.clocks, &row.id)?,
+                version: row.version,
+                deleted: row.deleted_us.is_some(),
+            },
+            id: row.id,
+            village: row.village_id,
+            pushed_by: row.pushed_by,
+            created_us: row.created_us,
+        })
+    }
+
+    /// The placement a tombstone still shows.
+    pub fn placement(&self) -> Map<String, Value> {
+        let key = self.record_type.placement_field();
+        let mut m = Map::new();
+        m.insert(
+            key.to_owned(),
+            self.state.fields.get(key).cloned().unwrap_or(Value::Null),
+        );
+        m
+    }
+
+    fn household_row(&self, now: i64) -> AppResult<HouseholdRow> {
+        let f = &self.state.fields;
+        Ok(HouseholdRow {
+            id: self.id.clone(),
+            village_id: req_str(f, "village_id")?,
+            head_name: req_str(f, "head_name")?,
+            address: get_str(f, "address"),
+            fixed_broadband: get_str(f, "fixed_broadband").unwrap_or_else(|| "unknown".into()),
+            surveyed_on: get_str(f, "surveyed_on"),
+            version: self.state.version,
+            clocks: clocks_to(&self.state.clocks),
+            deleted_us: self.state.deleted.then_some(now),
+            created_us: self.created_us,
+            updated_us: now,
+        })
+    }
+
+    fn member_row(&self, now: i64) -> AppResult<MemberRow> {
+        let f = &self.state.fields;
+        let tri = |name: &str| get_str(f, name).unwrap_or_else(|| "unknown".into());
+        Ok(MemberRow {
+            id: self.id.clone(),
+            household_id: req_str(f, "household_id")?,
+            village_id: self.village.clone(),
+            full_name: req_str(f, "full_name")?,
+            birth_year: f
+                .get("birth_year")
+                .and_then(Value::as_i64)
+                .and_then(|y| i32::try_from(y).ok())
+                .ok_or_else(|| AppError::Internal("member state lacks birth_year".into()))?,
+            sex: get_str(f, "sex"),
+            owns_smartphone: tri("owns_smartphone"),
+            has_transaction_account: tri("has_transaction_account"),
+            vneid_level2: tri("vneid_level2"),
+            uses_online_public_services: tri("uses_online_public_services"),
+            uses_cashless_payment: tri("uses_cashless_payment"),
+            has_digital_signature: tri("has_digital_signature"),
+            version: self.state.version,
+            clocks: clocks_to(&self.state.clocks),
+            pushed_by: self.pushed_by.clone(),
+            deleted_us: self.state.deleted.then_some(now),
+            created_us: self.created_us,
+            updated_us: now,
+        })
+    }
+}
+
+/// Loads a record, locking its row on PostgreSQL for the rest of the transaction.
+pub fn load(conn: &mut DbConn, record_type: RecordType, id: &str) -> AppResult<Option<Stored>> {
+    match record_type {
+        RecordType::Household => db::records::household(conn, id, true)?
+            .map(Stored::from_household)
+            .transpose(),
+        RecordType::Member => db::records::member(conn, id, true)?
+            .map(Stored::from_member)
+            .transpose(),
+    }
+}
+
+/// Writes a record's new state (`existed`: whether its row is already there).
+pub fn save(conn: &mut DbConn, record: &Stored, existed: bool, now: i64) -> AppResult<()> {
+    match record.record_type {
+        RecordType::Household => {
+            let row = record.household_row(now)?;
+            if existed {
+                db::records::update_household(conn, &row)?
+            } else {
+                db::records::insert_household(conn, &row)?
+            };
+        }
+        RecordType::Member => {
+            let row = record.member_row(now)?;
+            if existed {
+                db::records::update_member(conn, &row)?
+            } else {
+                db::records::insert_member(conn, &row)?
+            };
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,750 @@
+//! Sync: push, pull, reconciliation, conflicts — on both backends, over HTTP.
+
+use hamlet_shared::Role;
+use hamlet_tests::*;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const PW: &str = "a-good-long-password";
+
+fn setup(backend: Backend) -> TestApp {
+    let app = TestApp::spawn(backend);
+    app.import_units(SMALL_TREE);
+    app.add_user("p1admin", PW, Role::Admin, &["P1"]);
+    app.add_user("p1viewer", PW, Role::Viewer, &["P1"]);
+    app.add_user("c1team", PW, Role::Enumerator, &["C1"]);
+    app.add_user("v1team", PW, Role::Enumerator, &["V1"]);
+    app.add_user("v2team", PW, Role::Enumerator, &["V2"]);
+    app
+}
+
+fn id() -> Uuid {
+    Uuid::now_v7()
+}
+
+fn by_id(changes: &[Value], id: Uuid) -> Vec<Value> {
+    changes
+        .iter()
+        .filter(|c| c["id"] == id.to_string())
+        .cloned()
+        .collect()
+}
+
+fn push_then_pull(backend: Backend) {
+    let app = setup(backend);
+    let phone = Phone::login(&app, "v1team", PW);
+    let (h, m) = (id(), id());
+    let results = phone.push_ok(&[
+        phone.upsert(
+            "household",
+            h,
+            0,
+            json!({ "village_id": app.unit_id("V1"), "head_name": "Hà Văn Thắng", "address": "Xóm Nà Lầu" }),
+        ),
+        phone.upsert("member", m, 0, member(h, "Hà Thị Lan", 1990, "yes", "no")),
+    ]);
+    for r in &results {
+        assert_eq!(r["status"], "applied", "{r}");
+        assert_eq!(r["version"], 1);
+        assert_eq!(r["conflicts"], json!([]));
+        assert_eq!(r["errors"], json!([]));
+    }
+    assert_eq!(results[0]["id"], h.to_string());
+
+    let (changes, cursor) = phone.pull_all(None);
+    assert_eq!(changes.len(), 2);
+    let hh = &by_id(&changes, h)[0];
+    assert_eq!(hh["type"], "household");
+    assert_eq!(hh["deleted"], false);
+    assert_eq!(hh["fields"]["head_name"], "Hà Văn Thắng");
+    assert_eq!(
+        hh["fields"]["fixed_broadband"], "unknown",
+        "optional tri defaults to unknown"
+    );
+    assert_eq!(hh["fields"]["surveyed_on"], Value::Null);
+    let mm = &by_id(&changes, m)[0];
+    assert_eq!(mm["fields"]["birth_year"], 1990);
+    assert_eq!(mm["fields"]["vneid_level2"], "unknown");
+    assert_eq!(mm["fields"].as_object().unwrap().len(), 10, "full record");
+
+    // Nothing new: an empty page, and the cursor stays usable.
+    let (status, page) = phone.pull_page(Some(&cursor), 500);
+    assert_eq!(status, 200);
+    assert_eq!(page["changes"], json!([]));
+    assert_eq!(page["has_more"], false);
+    // Only the change is sent next time.
+    phone.push_ok(&[phone.upsert("member", m, 1, json!({ "owns_smartphone": "no" }))]);
+    let (changes, _) = phone.pull_all(Some(&cursor));
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0]["version"], 2);
+    assert_eq!(changes[0]["fields"]["owns_smartphone"], "no");
+
+    // Others in scope see it; outside the scope nobody does; viewers may not pull.
+    let commune = Phone::login(&app, "c1team", PW);
+    assert_eq!(commune.pull_all(None).0.len(), 2);
+    let neighbour = Phone::login(&app, "v2team", PW);
+    assert!(neighbour.pull_all(None).0.is_empty());
+    let viewer = Phone::login(&app, "p1viewer", PW);
+    assert_error(&viewer.pull_page(None, 10), 403, "forbidden");
+    assert_error(&phone.pull_page(Some("garbage"), 10), 400, "bad_request");
+    assert_error(&phone.pull_page(None, 0), 400, "bad_request");
+    // The device shows its sync.
+    let devices = Api::new(&app.base)
+        .with_token(phone.token.clone())
+        .devices()
+        .unwrap()
+        .devices;
+    assert!(
+        devices
+            .iter()
+            .find(|d| d.device_id == phone.device)
+            .unwrap()
+            .last_sync
+            .is_some()
+    );
+}
+
+fn lost_response_is_retried_safely(backend: Backend) {
+    let app = setup(backend);
+    let phone = Phone::login(&app, "v1team", PW);
+    let h = id();
+    let batch = vec![
+        phone.upsert("household", h, 0, household(app.unit_id("V1"), "Hoàng Văn Lâm")),
+        phone.upsert("member", id(), 0, member(h, "Hoàng Thị Hoa", 1985, "yes", "yes")),
+        phone.upsert("member", id(), 0, json!({ "household_id": h, "full_name": "X" })),
+    ];
+    let first = phone.push_ok(&batch);
+    assert_eq!(first[2]["status"], "rejected");
+    // The response was lost: the phone sends the same batch again.
+    let (status, again) = phone.push(&batch);
+    assert_eq!(status, 200);
+    assert_eq!(
+        again["summary"],
+        json!({ "applied": 0, "duplicate": 3, "conflict": 0, "rejected": 0 })
+    );
+    for (a, b) in first.iter().zip(again["results"].as_array().unwrap()) {
+        assert_eq!(b["status"], "duplicate");
+        assert_eq!(b["original_status"], a["status"]);
+        assert_eq!(
+            (&b["id"], &b["version"], &b["errors"]),
+            (&a["id"], &a["version"], &a["errors"])
+        );
+    }
+    let (changes, _) = phone.pull_all(None);
+    assert_eq!(changes.len(), 2, "nothing applied twice");
+    assert!(changes.iter().all(|c| c["version"] == 1));
+    // A retry that adds one new mutation: the old ones are duplicates, the new one applies,
+    // even though a later id of this device was processed first.
+    let late = json!({ "mutation_id": 100, "type": "member", "id": id(), "op": "upsert", "hlc": phone.tick().to_string(),
+        "fields": member(h, "Hoàng Văn Sơn", 2015, "no", "no") });
+    let out = phone.push_ok(std::slice::from_ref(&late));
+    assert_eq!(out[0]["status"], "applied");
+    let mut earlier = phone.upsert("member", id(), 0, member(h, "Hoàng Thị Mai", 2001, "yes", "no"));
+    earlier["mutation_id"] = json!(50);
+    let out = phone.push_ok(&[earlier, late]);
+    assert_eq!(
+        (out[0]["status"].as_str(), out[1]["status"].as_str()),
+        (Some("applied"), Some("duplicate"))
+    );
+}
+
+fn bad_records_are_rejected_one_by_one(backend: Backend) {
+    let app = setup(backend);
+    let phone = Phone::login(&app, "v1team", PW);
+    let (v1, v2, c1) = (app.unit_id("V1"), app.unit_id("V2"), app.unit_id("C1"));
+    let good_h = id();
+    let other_phone_clock = format!("2026-11-20T08:15:00.123Z/0001/{}", Uuid::new_v4());
+    let mut bad_hlc = phone.upsert("household", id(), 0, household(v1, "A"));
+    bad_hlc["hlc"] = json!("yesterday");
+    let mut foreign_hlc = phone.upsert("household", id(), 0, household(v1, "A"));
+    foreign_hlc["hlc"] = json!(other_phone_clock);
+    let mut not_uuid = phone.upsert("household", id(), 0, household(v1, "A"));
+    not_uuid["id"] = json!("household-1");
+    let mut bad_type = phone.upsert("household", id(), 0, household(v1, "A"));
+    bad_type["type"] = json!("cow");
+    let mut bad_op = phone.upsert("household", id(), 0, household(v1, "A"));
+    bad_op["op"] = json!("merge");
+    let mutations = vec![
+        phone.upsert("household", good_h, 0, household(v1, "Good")), // 0 ok
+        not_uuid,                                                    // 1
+        bad_type,                                                    // 2
+        bad_op,                                                      // 3
+        phone.upsert("household", id(), 0, json!({ "village_id": v1 })), // 4 missing head_name
+        phone.upsert(
+            "household",
+            id(),
+            0,
+            json!({ "village_id": v1, "head_name": "A", "colour": "red" }),
+        ), // 5 unknown field
+        phone.upsert("member", id(), 0, member(good_h, "Too Old", 1850, "yes", "no")), // 6 out of range
+        phone.upsert("member", id(), 0, member(good_h, "Bad Tri", 1990, "maybe", "no")), // 7 bad tri
+        phone.upsert("household", id(), 0, household(v2, "Elsewhere")), // 8 outside scope
+        phone.upsert("household", id(), 0, household(c1, "Not a village")), // 9 not a village (and outside)
+        bad_hlc,                                                     // 10
+        foreign_hlc,                                                 // 11
+        phone.delete("member", id(), 0),                             // 12 unknown record
+        phone.upsert(
+            "member",
+            id(),
+            0,
+            member(good_h, "Good Member", 2000, "no", "unknown"),
+        ), // 13 ok
+    ];
+    // Built out of order above: number them in push order.
+    let mutations: Vec<Value> = mutations
+        .into_iter()
+        .map(|mut m| {
+            m["mutation_id"] = json!(phone.next_id());
+            m
+        })
+        .collect();
+    let (status, body) = phone.push(&mutations);
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(
+        body["summary"],
+        json!({ "applied": 2, "duplicate": 0, "conflict": 0, "rejected": 12 })
+    );
+    let expect = |i: usize, field: Option<&str>, code: &str| {
+        let r = &results[i];
+        assert_eq!(r["status"], "rejected", "#{i}: {r}");
+        assert_eq!(r["version"], Value::Null);
+        let errors = r["errors"].as_array().unwrap();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e["code"] == code && field.is_none_or(|f| e["field"] == f)),
+            "#{i} should have {field:?}/{code}: {r}"
+        );
+    };
+    assert_eq!(results[0]["status"], "applied");
+    expect(1, Some("id"), "invalid_format");
+    assert_eq!(results[1]["id"], "household-1", "the id is echoed as sent");
+    expect(2, Some("type"), "invalid_value");
+    expect(3, Some("op"), "invalid_value");
+    expect(4, Some("head_name"), "required");
+    expect(5, Some("colour"), "unknown_field");
+    expect(6, Some("birth_year"), "out_of_range");
+    expect(7, Some("owns_smartphone"), "invalid_value");
+    expect(8, Some("village_id"), "forbidden");
+    expect(9, Some("village_id"), "invalid_value");
+    expect(10, Some("hlc"), "invalid_format");
+    expect(11, Some("hlc"), "invalid_value");
+    expect(12, None, "not_found");
+    assert_eq!(results[13]["status"], "applied");
+    let (changes, _) = phone.pull_all(None);
+    assert_eq!(changes.len(), 2, "only the good records exist");
+    // A member whose existing household is outside the scope is forbidden.
+    let neighbour = Phone::login(&app, "v2team", PW);
+    let out = neighbour.push_ok(&[neighbour.upsert(
+        "member",
+        id(),
+        0,
+        member(good_h, "Intruder", 1990, "no", "no"),
+    )]);
+    assert_eq!(out[0]["status"], "rejected");
+    assert_eq!(out[0]["errors"][0]["code"], "forbidden");
+    // So is editing a household of another village, even without moving it.
+    let out =
+        neighbour.push_ok(&[neighbour.upsert("household", good_h, 1, json!({ "head_name": "Stolen" }))]);
+    assert_eq!(out[0]["errors"][0]["code"], "forbidden");
+}
+
+fn envelope_errors_refuse_the_whole_request(backend: Backend) {
+    let app = setup(backend);
+    let phone = Phone::login(&app, "v1team", PW);
+    let v1 = app.unit_id("V1");
+    let post = |body: &Value, token: &str| app.post("/api/v1/sync/push", Some(body), Some(token));
+    let one = phone.upsert("household", id(), 0, household(v1, "A"));
+    // Another device's id.
+    assert_error(
+        &post(
+            &json!({ "device_id": Uuid::new_v4(), "mutations": [one] }),
+            &phone.token,
+        ),
+        403,
+        "forbidden",
+    );
+    // A viewer.
+    let viewer = Phone::login(&app, "p1viewer", PW);
+    assert_error(
+        &post(
+            &json!({ "device_id": viewer.device, "mutations": [] }),
+            &viewer.token,
+        ),
+        403,
+        "forbidden",
+    );
+    // Not an envelope.
+    assert_error(
+        &post(&json!({ "device_id": "phone-1", "mutations": [] }), &phone.token),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &post(
+            &json!({ "device_id": phone.device, "mutations": {} }),
+            &phone.token,
+        ),
+        400,
+        "bad_request",
+    );
+    assert_error(&post(&json!([1, 2]), &phone.token), 400, "bad_request");
+    // Ids not increasing, missing, not positive.
+    let a = phone.upsert("household", id(), 0, household(v1, "A"));
+    let b = phone.upsert("household", id(), 0, household(v1, "B"));
+    let resp = post(
+        &json!({ "device_id": phone.device, "mutations": [b, a] }),
+        &phone.token,
+    );
+    assert_error(&resp, 422, "validation_failed");
+    assert_eq!(resp.1["error"]["details"][0]["field"], "mutations[1].mutation_id");
+    let mut c = phone.upsert("household", id(), 0, household(v1, "C"));
+    c["mutation_id"] = json!(-3);
+    assert_error(
+        &post(
+            &json!({ "device_id": phone.device, "mutations": [c] }),
+            &phone.token,
+        ),
+        422,
+        "validation_failed",
+    );
+    // Too many.
+    let many: Vec<Value> = (1..=1001).map(|i| json!({ "mutation_id": i })).collect();
+    let resp = post(
+        &json!({ "device_id": phone.device, "mutations": many }),
+        &phone.token,
+    );
+    assert_error(&resp, 422, "validation_failed");
+    // Nothing of a refused request was applied.
+    assert!(phone.pull_all(None).0.is_empty());
+}
+
+fn concurrent_edits_merge_field_by_field(backend: Backend) {
+    let app = setup(backend);
+    let a = Phone::login(&app, "v1team", PW);
+    let b = Phone::login(&app, "c1team", PW);
+    let h = id();
+    a.push_ok(&[a.upsert("household", h, 0, household(app.unit_id("V1"), "Ma Văn Tùng"))]);
+    // Different fields from the same base: both win.
+    let r1 = a.push_ok(&[a.upsert("household", h, 1, json!({ "address": "Xóm Trên" }))]);
+    let r2 = b.push_ok(&[b.upsert("household", h, 1, json!({ "fixed_broadband": "yes" }))]);
+    assert_eq!(
+        (r1[0]["status"].as_str(), r2[0]["status"].as_str()),
+        (Some("applied"), Some("applied"))
+    );
+    assert_eq!(r2[0]["conflicts"], json!([]));
+    let rec = &a
+        .pull_all(None)
+        .0
+        .into_iter()
+        .find(|c| c["id"] == h.to_string())
+        .unwrap();
+    assert_eq!(
+        (
+            rec["fields"]["address"].as_str(),
+            rec["fields"]["fixed_broadband"].as_str()
+        ),
+        (Some("Xóm Trên"), Some("yes"))
+    );
+    let base = rec["version"].as_i64().unwrap();
+
+    // The same field from the same base. The later clock arrives first: the earlier one is a
+    // conflict, kept for review, nothing of it applied.
+    let early = a.upsert("household", h, base, json!({ "head_name": "Early" }));
+    let partial = a.upsert(
+        "household",
+        h,
+        base,
+        json!({ "head_name": "Early again", "surveyed_on": "2026-11-01" }),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let late = b.upsert(
+        "household",
+        h,
+        base,
+        json!({ "head_name": "Late", "address": "Xóm Dưới" }),
+    );
+    let out = b.push_ok(&[late]);
+    assert_eq!(out[0]["status"], "applied");
+    let out = a.push_ok(&[early]);
+    assert_eq!(out[0]["status"], "conflict");
+    assert_eq!(out[0]["conflicts"], json!(["head_name"]));
+    assert_eq!(
+        out[0]["version"],
+        base + 1,
+        "the record's version, unchanged by the conflict"
+    );
+    // Partial loss: applied, with the lost field listed.
+    let out = a.push_ok(&[partial]);
+    assert_eq!(
+        (out[0]["status"].as_str(), &out[0]["conflicts"]),
+        (Some("applied"), &json!(["head_name"]))
+    );
+    let rec = a
+        .pull_all(None)
+        .0
+        .into_iter()
+        .find(|c| c["id"] == h.to_string())
+        .unwrap();
+    assert_eq!(rec["fields"]["head_name"], "Late");
+    assert_eq!(rec["fields"]["surveyed_on"], "2026-11-01");
+
+    // The conflicts are listed for the admin: current is the winner, incoming the loser.
+    let admin = app.login("p1admin", PW);
+    let (status, list) = app.get("/api/v1/conflicts?resolved=false", admin.token());
+    assert_eq!(status, 200, "{list}");
+    let conflicts = list["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 2, "{list}");
+    for c in conflicts {
+        assert_eq!(
+            (c["field"].as_str(), c["current_value"].as_str()),
+            (Some("head_name"), Some("Late"))
+        );
+        assert_eq!(c["record_id"], h.to_string());
+        assert_eq!(c["village_id"], app.unit_id("V1").to_string());
+        assert_eq!(c["device_id"], a.device.to_string());
+        assert_eq!(c["resolved"], false);
+        assert!(c["incoming_hlc"].as_str().unwrap() < c["current_hlc"].as_str().unwrap());
+    }
+}
+
+fn later_clock_wins_in_either_arrival_order(backend: Backend) {
+    for late_first in [true, false] {
+        let app = setup(backend);
+        let a = Phone::login(&app, "v1team", PW);
+        let b = Phone::login(&app, "c1team", PW);
+        let h = id();
+        a.push_ok(&[a.upsert("household", h, 0, household(app.unit_id("V1"), "Start"))]);
+        let early = a.upsert("household", h, 1, json!({ "head_name": "Early" }));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let late = b.upsert("household", h, 1, json!({ "head_name": "Late" }));
+        if late_first {
+            b.push_ok(&[late]);
+            assert_eq!(a.push_ok(&[early])[0]["status"], "conflict");
+        } else {
+            a.push_ok(&[early]);
+            let out = b.push_ok(&[late]);
+            assert_eq!(out[0]["status"], "applied");
+            assert_eq!(out[0]["conflicts"], json!([]));
+        }
+        let rec = a
+            .pull_all(None)
+            .0
+            .into_iter()
+            .find(|c| c["id"] == h.to_string())
+            .unwrap();
+        assert_eq!(rec["fields"]["head_name"], "Late", "late_first={late_first}");
+        let admin = app.login("p1admin", PW);
+        let (_, list) = app.get("/api/v1/conflicts", admin.token());
+        let c = &list["conflicts"][0];
+        assert_eq!(
+            (c["current_value"].as_str(), c["incoming_value"].as_str()),
+            (Some("Late"), Some("Early"))
+        );
+    }
+}
+
+fn deletes_are_tombstones(backend: Backend) {
+    let app = setup(backend);
+    let a = Phone::login(&app, "v1team", PW);
+    let b = Phone::login(&app, "c1team", PW);
+    let (h, m) = (id(), id());
+    a.push_ok(&[
+        a.upsert("household", h, 0, household(app.unit_id("V1"), "Quan Văn Minh")),
+        a.upsert("member", m, 0, member(h, "Quan Thị Nga", 1970, "yes", "no")),
+    ]);
+    let out = a.push_ok(&[a.delete("member", m, 1)]);
+    assert_eq!(
+        (out[0]["status"].as_str(), out[0]["version"].as_i64()),
+        (Some("applied"), Some(2))
+    );
+    // Deleting again changes nothing.
+    assert_eq!(a.push_ok(&[a.delete("member", m, 2)])[0]["version"], 2);
+    // An edit from before the delete: conflict, the record stays deleted.
+    let out = b.push_ok(&[b.upsert("member", m, 1, json!({ "full_name": "Quan Thị Ngà" }))]);
+    assert_eq!(out[0]["status"], "conflict");
+    let (changes, _) = b.pull_all(None);
+    let tomb = &by_id(&changes, m)[0];
+    assert_eq!(tomb["deleted"], true);
+    assert_eq!(
+        tomb["fields"],
+        json!({ "household_id": h }),
+        "no personal data in a tombstone"
+    );
+    // A phone that saw the delete restores the record: its fields over the last ones.
+    let out = b.push_ok(&[b.upsert("member", m, 2, json!({ "owns_smartphone": "no" }))]);
+    assert_eq!(
+        (out[0]["status"].as_str(), out[0]["version"].as_i64()),
+        (Some("applied"), Some(3))
+    );
+    let rec = &by_id(&b.pull_all(None).0, m)[0];
+    assert_eq!(rec["deleted"], false);
+    assert_eq!(
+        (
+            rec["fields"]["full_name"].as_str(),
+            rec["fields"]["owns_smartphone"].as_str()
+        ),
+        (Some("Quan Thị Nga"), Some("no"))
+    );
+    // Versions only go up.
+    assert!(rec["version"].as_i64().unwrap() > 2);
+}
+
+fn members_may_arrive_before_their_household(backend: Backend) {
+    let app = setup(backend);
+    let a = Phone::login(&app, "v1team", PW);
+    let (h, m1, m2) = (id(), id(), id());
+    // Member first (same push, before its household) and another in a later push.
+    let out = a.push_ok(&[a.upsert("member", m1, 0, member(h, "Triệu Văn Sơn", 1995, "yes", "yes"))]);
+    assert_eq!(out[0]["status"], "applied");
+    let (seen, cursor) = a.pull_all(None);
+    assert!(
+        seen.is_empty(),
+        "a member without its household is pulled by nobody"
+    );
+    let out = a.push_ok(&[
+        a.upsert("member", m2, 0, member(h, "Triệu Thị Hằng", 1998, "no", "no")),
+        a.upsert("household", h, 0, household(app.unit_id("V1"), "Triệu Văn Sơn")),
+    ]);
+    assert!(out.iter().all(|r| r["status"] == "applied"));
+    let (changes, _) = a.pull_all(Some(&cursor));
+    let ids: Vec<&str> = changes.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    for x in [h, m1, m2] {
+        assert!(
+            ids.contains(&x.to_string().as_str()),
+            "{x} attached and pulled: {ids:?}"
+        );
+    }
+    assert_eq!(by_id(&changes, m1)[0]["version"], 2, "attaching is a change");
+
+    // Pushed by someone whose scope does not cover the household's village: a conflict for review.
+    let other = Phone::login(&app, "v2team", PW);
+    let (h2, m3) = (id(), id());
+    other.push_ok(&[other.upsert("member", m3, 0, member(h2, "Nông Văn Lạc", 1980, "yes", "no"))]);
+    a.push_ok(&[a.upsert("household", h2, 0, household(app.unit_id("V1"), "Nông Thị Xuân"))]);
+    assert!(by_id(&a.pull_all(None).0, m3).is_empty(), "not attached");
+    let admin = app.login("p1admin", PW);
+    let (_, list) = app.get(
+        &format!("/api/v1/conflicts?unit_id={}", app.unit_id("V1")),
+        admin.token(),
+    );
+    let c = list["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["record_id"] == m3.to_string())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (c["field"].as_str(), c["incoming_value"].as_str()),
+        (Some("household_id"), Some(h2.to_string().as_str()))
+    );
+    let (status, resolved) = app.post(
+        &format!("/api/v1/conflicts/{}/resolve", c["id"].as_str().unwrap()),
+        Some(&json!({ "choose": "incoming" })),
+        admin.token(),
+    );
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(resolved["resolved"], true);
+    assert_eq!(
+        by_id(&a.pull_all(None).0, m3).len(),
+        1,
+        "attached by the admin's decision"
+    );
+}
+
+fn a_moved_household_takes_its_members(backend: Backend) {
+    let app = setup(backend);
+    let commune = Phone::login(&app, "c1team", PW);
+    let v1_phone = Phone::login(&app, "v1team", PW);
+    let v2_phone = Phone::login(&app, "v2team", PW);
+    let (h, m) = (id(), id());
+    commune.push_ok(&[
+        commune.upsert("household", h, 0, household(app.unit_id("V1"), "Lương Văn Hùng")),
+        commune.upsert("member", m, 0, member(h, "Lương Thị Thu", 2000, "yes", "yes")),
+    ]);
+    let (_, v1_cursor) = v1_phone.pull_all(None);
+    let out =
+        commune.push_ok(&[commune.upsert("household", h, 1, json!({ "village_id": app.unit_id("V2") }))]);
+    assert_eq!(out[0]["status"], "applied");
+    // The old village learns both left, without their personal data.
+    let (gone, _) = v1_phone.pull_all(Some(&v1_cursor));
+    assert_eq!(gone.len(), 2, "{gone:?}");
+    assert!(gone.iter().all(|c| c["deleted"] == true));
+    assert_eq!(
+        by_id(&gone, h)[0]["fields"],
+        json!({ "village_id": app.unit_id("V2") })
+    );
+    // The new village gets them whole.
+    let (arrived, _) = v2_phone.pull_all(None);
+    assert_eq!(arrived.len(), 2);
+    assert!(arrived.iter().all(|c| c["deleted"] == false));
+    assert_eq!(by_id(&arrived, m)[0]["fields"]["full_name"], "Lương Thị Thu");
+}
+
+fn conflicts_are_resolved_as_new_versions(backend: Backend) {
+    let app = setup(backend);
+    let a = Phone::login(&app, "v1team", PW);
+    let b = Phone::login(&app, "c1team", PW);
+    let h = id();
+    a.push_ok(&[a.upsert("household", h, 0, household(app.unit_id("V1"), "Start"))]);
+    let make_conflict = |a: &Phone, b: &Phone, base: i64, n: usize| {
+        let early = a.upsert("household", h, base, json!({ "address": format!("early {n}") }));
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        b.push_ok(&[b.upsert("household", h, base, json!({ "address": format!("late {n}") }))]);
+        a.push_ok(&[early]);
+    };
+    make_conflict(&a, &b, 1, 1);
+    let admin = app.login("p1admin", PW);
+    let token = admin.token().unwrap().to_owned();
+    let conflict_id = |n: usize| {
+        let (_, list) = app.get("/api/v1/conflicts?resolved=false", Some(&token));
+        list["conflicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["incoming_value"] == format!("early {n}"))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let record = |p: &Phone| by_id(&p.pull_all(None).0, h)[0].clone();
+    let v = record(&a)["version"].as_i64().unwrap();
+
+    let c1 = conflict_id(1);
+    let path = format!("/api/v1/conflicts/{c1}/resolve");
+    // Only admins in scope; a bad choice or value is refused.
+    assert_error(
+        &app.post(&path, Some(&json!({ "choose": "incoming" })), Some(&a.token)),
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &app.post(&path, Some(&json!({ "choose": "value" })), Some(&token)),
+        422,
+        "validation_failed",
+    );
+    assert_error(
+        &app.post(&path, Some(&json!({ "choose": "maybe" })), Some(&token)),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &app.post(
+            "/api/v1/conflicts/nope/resolve",
+            Some(&json!({ "choose": "current" })),
+            Some(&token),
+        ),
+        404,
+        "not_found",
+    );
+    // Choosing current changes no field but is a new version.
+    let (status, body) = app.post(&path, Some(&json!({ "choose": "current" })), Some(&token));
+    assert_eq!(status, 200, "{body}");
+    let rec = record(&a);
+    assert_eq!(
+        (rec["version"].as_i64(), rec["fields"]["address"].as_str()),
+        (Some(v + 1), Some("late 1"))
+    );
+    assert_error(
+        &app.post(&path, Some(&json!({ "choose": "current" })), Some(&token)),
+        409,
+        "conflict",
+    );
+
+    make_conflict(&a, &b, v + 1, 2);
+    let (status, _) = app.post(
+        &format!("/api/v1/conflicts/{}/resolve", conflict_id(2)),
+        Some(&json!({ "choose": "incoming" })),
+        Some(&token),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(record(&a)["fields"]["address"], "early 2");
+
+    let v = record(&a)["version"].as_i64().unwrap();
+    make_conflict(&a, &b, v, 3);
+    let path = format!("/api/v1/conflicts/{}/resolve", conflict_id(3));
+    assert_error(
+        &app.post(
+            &path,
+            Some(&json!({ "choose": "value", "value": "" })),
+            Some(&token),
+        ),
+        422,
+        "validation_failed",
+    );
+    let (status, _) = app.post(
+        &path,
+        Some(&json!({ "choose": "value", "value": "  Xóm Giữa " })),
+        Some(&token),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(record(&a)["fields"]["address"], "Xóm Giữa");
+    let (_, list) = app.get("/api/v1/conflicts?resolved=true", Some(&token));
+    assert_eq!(list["conflicts"].as_array().unwrap().len(), 3);
+    let (_, list) = app.get("/api/v1/conflicts?resolved=false", Some(&token));
+    assert!(list["conflicts"].as_array().unwrap().is_empty());
+    assert_error(
+        &app.get(
+            &format!("/api/v1/conflicts?unit_id={}", app.unit_id("P2")),
+            Some(&token),
+        ),
+        403,
+        "forbidden",
+    );
+    assert_error(&app.get("/api/v1/conflicts", Some(&a.token)), 403, "forbidden");
+}
+
+fn clocks_far_ahead_are_clamped(backend: Backend) {
+    let app = setup(backend);
+    let a = Phone::login(&app, "v1team", PW);
+    let b = Phone::login(&app, "c1team", PW);
+    let h = id();
+    a.push_ok(&[a.upsert("household", h, 0, household(app.unit_id("V1"), "Start"))]);
+    // A phone whose clock is a year ahead edits first...
+    let mut ahead = a.upsert("household", h, 1, json!({ "head_name": "From the future" }));
+    ahead["hlc"] = json!(format!("2027-12-01T00:00:00.000Z/0000/{}", a.device));
+    a.push_ok(&[ahead]);
+    // ...then, seconds (not a year) later, a concurrent edit from the same base wins.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut late = b.upsert("household", h, 1, json!({ "head_name": "Now" }));
+    let skew_later = hamlet_shared::Hlc::new(b.tick().wall_ms + 301_000, 0, b.device);
+    late["hlc"] = json!(skew_later.to_string());
+    let out = b.push_ok(&[late]);
+    assert_eq!(out[0]["status"], "applied", "{out:?}");
+    assert_eq!(by_id(&a.pull_all(None).0, h)[0]["fields"]["head_name"], "Now");
+}
+
+fn gzip_request_bodies_are_accepted(backend: Backend) {
+    use std::io::Write;
+    let app = setup(backend);
+    let phone = Phone::login(&app, "v1team", PW);
+    let body = json!({ "device_id": phone.device, "mutations": [phone.upsert("household", id(), 0, household(app.unit_id("V1"), "Nén"))] });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.to_string().as_bytes()).unwrap();
+    let res = TestApp::agent()
+        .post(&app.url("/api/v1/sync/push"))
+        .header("Authorization", &format!("Bearer {}", phone.token))
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .send(&gz.finish().unwrap()[..])
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+}
+
+backend_tests!(
+    push_then_pull,
+    lost_response_is_retried_safely,
+    bad_records_are_rejected_one_by_one,
+    envelope_errors_refuse_the_whole_request,
+    concurrent_edits_merge_field_by_field,
+    later_clock_wins_in_either_arrival_order,
+    deletes_are_tombstones,
+    members_may_arrive_before_their_household,
+    a_moved_household_takes_its_members,
+    conflicts_are_resolved_as_new_versions,
+    clocks_far_ahead_are_clamped,
+    gzip_request_bodies_are_accepted,
+);
