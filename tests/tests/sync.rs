@@ -747,4 +747,106 @@ backend_tests!(
     conflicts_are_resolved_as_new_versions,
     clocks_far_ahead_are_clamped,
     gzip_request_bodies_are_accepted,
+    pulls_are_complete_while_others_push,
 );
+
+/// Pulls running while other phones push see every record, none skipped.
+fn pulls_are_complete_while_others_push(backend: Backend) {
+    let app = setup(backend);
+    let v1 = app.unit_id("V1");
+    let reader = Phone::login(&app, "c1team", PW);
+    let pushers: Vec<Phone> = ["v1team", "c1team"]
+        .iter()
+        .map(|u| Phone::login(&app, u, PW))
+        .collect();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (pushed, seen) = std::thread::scope(|s| {
+        let workers: Vec<_> = pushers
+            .into_iter()
+            .map(|p| {
+                s.spawn(move || {
+                    let mut ids = Vec::new();
+                    for _ in 0..15 {
+                        let batch: Vec<Value> = (0..4)
+                            .map(|_| {
+                                let h = id();
+                                ids.push(h);
+                                p.upsert("household", h, 0, household(v1, "Concurrent"))
+                            })
+                            .collect();
+                        assert!(p.push_ok(&batch).iter().all(|r| r["status"] == "applied"));
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let done = &done;
+        let reading = s.spawn(move || {
+            let mut seen = std::collections::HashSet::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let (changes, next) = reader.pull_all(cursor.as_deref());
+                seen.extend(changes.iter().map(|c| c["id"].as_str().unwrap().to_owned()));
+                cursor = Some(next);
+                if finished {
+                    return seen;
+                }
+            }
+        });
+        let pushed: Vec<Uuid> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (pushed, reading.join().unwrap())
+    });
+    assert_eq!(pushed.len(), 120);
+    let missing: Vec<_> = pushed.iter().filter(|h| !seen.contains(&h.to_string())).collect();
+    assert!(
+        missing.is_empty(),
+        "pulls skipped {} records: {missing:?}",
+        missing.len()
+    );
+}
+
+/// PostgreSQL hands out change sequence numbers at insert time, so a transaction that commits
+/// late has a smaller number than one that committed before it. A pull between the two commits
+/// must not move its cursor past the late one.
+#[test]
+fn postgres_pull_never_skips_a_change_committed_late() {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let app = setup(Backend::Postgres);
+    let v1 = app.unit_id("V1");
+    let phone = Phone::login(&app, "v1team", PW);
+    let (_, start) = phone.pull_all(None);
+
+    // A writer that opens its transaction, writes a household and its change, and waits.
+    let held = id();
+    let mut slow = PgConnection::establish(&app.db.url).unwrap();
+    diesel::sql_query("BEGIN").execute(&mut slow).unwrap();
+    diesel::sql_query(format!(
+        "INSERT INTO households (id, village_id, head_name, fixed_broadband, version, clocks, created_us, updated_us) \
+         VALUES ('{held}', '{v1}', 'Slow', 'unknown', 1, '{{}}', 0, 0)"
+    ))
+    .execute(&mut slow)
+    .unwrap();
+    diesel::sql_query(format!(
+        "INSERT INTO sync_changes (village_id, record_type, record_id, version, created_us) VALUES ('{v1}', 'household', '{held}', 1, 0)"
+    ))
+    .execute(&mut slow)
+    .unwrap();
+
+    // Meanwhile a push commits (a later sequence number), and the phone pulls.
+    let fast = id();
+    phone.push_ok(&[phone.upsert("household", fast, 0, household(v1, "Fast"))]);
+    let (first, cursor) = phone.pull_all(Some(&start));
+    assert!(by_id(&first, held).is_empty(), "uncommitted work is invisible");
+
+    diesel::sql_query("COMMIT").execute(&mut slow).unwrap();
+    let (second, _) = phone.pull_all(Some(&cursor));
+    let all: Vec<Value> = first.into_iter().chain(second).collect();
+    assert_eq!(
+        by_id(&all, held).len(),
+        1,
+        "the late commit is pulled, not skipped"
+    );
+    assert_eq!(by_id(&all, fast).len(), 1);
+}

@@ -193,11 +193,18 @@ pub fn merge_upsert(record_type: RecordType, current: Option<&RecordState>, w: W
         let concurrent = clock.version > w.base_version;
         if !concurrent || incoming.key() > clock.key() {
             if same {
-                // Same value: only the register's clock moves forward (keeps replicas convergent).
+                // Same value: only the register's clock moves. When it moves forward, the field
+                // counts as written after every base so far, so an older write arriving later is
+                // judged concurrent (and loses) instead of sequential: arrival order must not matter.
+                let version = if incoming.key() > clock.key() {
+                    next
+                } else {
+                    clock.version
+                };
                 state.clocks.insert(
                     f.clone(),
                     FieldClock {
-                        version: clock.version,
+                        version,
                         ..clock.later(incoming)
                     },
                 );
@@ -411,6 +418,19 @@ mod tests {
     }
 
     #[test]
+    fn an_older_write_after_a_same_value_newer_one_still_loses() {
+        // Found by the convergence property: address is null at creation; a newer write of null
+        // arrives first, then an older write of "Xóm 1". The newer write must win either way.
+        let s = created();
+        let newer_first = applied(upsert(&s, json!({ "address": null }), 20, 2, 1));
+        let o = upsert(&newer_first, json!({ "address": "Xóm 1" }), 10, 3, 1);
+        assert!(matches!(o, Outcome::Conflict { .. }), "{o:?}");
+        let older_first = applied(upsert(&s, json!({ "address": "Xóm 1" }), 10, 3, 1));
+        let end = applied(upsert(&older_first, json!({ "address": null }), 20, 2, 1));
+        assert_eq!(end.fields["address"], Value::Null);
+    }
+
+    #[test]
     fn deletes_and_restores() {
         let s = created();
         let d = applied(merge_delete(Some(&s)));
@@ -444,5 +464,120 @@ mod tests {
         let text = serde_json::to_string(&s.clocks).unwrap();
         let back: BTreeMap<String, FieldClock> = serde_json::from_str(&text).unwrap();
         assert_eq!(back, s.clocks);
+    }
+
+    mod convergence {
+        //! Any interleaving and duplication of the same mutations converges to the same record.
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::HashSet;
+
+        #[derive(Debug, Clone)]
+        struct Mutation {
+            device: u128,
+            mutation_id: i64,
+            wall: i64,
+            delete: bool,
+            fields: Map<String, Value>,
+        }
+
+        fn field_edit() -> impl Strategy<Value = (String, Value)> {
+            prop_oneof![
+                prop::sample::select(vec!["A", "B", "C"]).prop_map(|v| ("head_name".to_owned(), json!(v))),
+                prop::sample::select(vec![json!("Xóm 1"), json!("Xóm 2"), Value::Null])
+                    .prop_map(|v| ("address".to_owned(), v)),
+                prop::sample::select(vec!["yes", "no", "unknown"])
+                    .prop_map(|v| ("fixed_broadband".to_owned(), json!(v))),
+            ]
+        }
+
+        /// Up to 4 devices with up to 4 mutations each, all made from the record's first version.
+        fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
+            prop::collection::vec(
+                prop::collection::vec(
+                    (
+                        1i64..50,
+                        prop::bool::weighted(0.1),
+                        prop::collection::vec(field_edit(), 1..3),
+                    ),
+                    1..5,
+                ),
+                1..5,
+            )
+            .prop_map(|devices| {
+                let mut out = Vec::new();
+                for (d, list) in devices.into_iter().enumerate() {
+                    for (i, (wall, delete, edits)) in list.into_iter().enumerate() {
+                        out.push(Mutation {
+                            device: d as u128 + 10,
+                            mutation_id: i as i64 + 1,
+                            wall: wall * 10 + i as i64,
+                            delete,
+                            fields: edits.into_iter().collect(),
+                        });
+                    }
+                }
+                out
+            })
+        }
+
+        /// Applies mutations in the given order, skipping replays as the idempotency table does.
+        fn replay(order: &[Mutation]) -> RecordState {
+            let mut state = created();
+            let mut seen = HashSet::new();
+            for m in order {
+                if !seen.insert((m.device, m.mutation_id)) {
+                    continue;
+                }
+                let outcome = if m.delete {
+                    merge_delete(Some(&state))
+                } else {
+                    let w = Write {
+                        fields: &m.fields,
+                        hlc: hlc(m.wall, m.device),
+                        mutation_id: m.mutation_id,
+                        base_version: 1,
+                    };
+                    merge_upsert(RecordType::Household, Some(&state), w)
+                };
+                if let Outcome::Applied { state: next, .. } = outcome {
+                    assert!(next.version >= state.version, "versions never go down");
+                    state = next;
+                }
+            }
+            state
+        }
+
+        /// What a phone can observe: deleted or not, and the fields of a live record.
+        fn visible(s: &RecordState) -> (bool, Option<Map<String, Value>>) {
+            (s.deleted, (!s.deleted).then(|| s.fields.clone()))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            #[test]
+            fn any_order_with_duplicates_converges(
+                ms in mutations(),
+                seed_a in any::<u64>(),
+                seed_b in any::<u64>(),
+                dup_a in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+                dup_b in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+            ) {
+                let shuffled = |seed: u64, dups: &[prop::sample::Index]| {
+                    let mut v = ms.clone();
+                    v.extend(dups.iter().map(|i| ms[i.index(ms.len())].clone()));
+                    // Fisher-Yates with a small LCG: deterministic per seed.
+                    let mut x = seed | 1;
+                    for i in (1..v.len()).rev() {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        v.swap(i, (x >> 33) as usize % (i + 1));
+                    }
+                    v
+                };
+                let a = replay(&shuffled(seed_a, &dup_a));
+                let b = replay(&shuffled(seed_b, &dup_b));
+                prop_assert_eq!(visible(&a), visible(&b));
+            }
+        }
     }
 }
