@@ -271,6 +271,39 @@ impl TestApp {
     }
 }
 
+/// Imports a units CSV into the database behind `pool`.
+pub fn import_units(pool: &DbPool, csv: &str) {
+    let mut conn = pool.get().expect("connection");
+    import(&mut conn, csv.as_bytes(), &ImportOptions::default(), |_| {}).expect("import");
+}
+
+/// The id of the live unit with `code`.
+pub fn unit_id(pool: &DbPool, code: &str) -> UnitId {
+    let mut conn = pool.get().expect("connection");
+    db::units::find_live_by_code(&mut conn, code)
+        .expect("query")
+        .expect("unit exists")
+        .id
+        .parse()
+        .expect("uuid")
+}
+
+/// Creates a user in the database behind `pool`, as `hamlet user add` does.
+pub fn add_user(pool: &DbPool, username: &str, password: &str, role: Role, scope: &[&str]) -> UserId {
+    let scope = scope.iter().map(|c| unit_id(pool, c)).collect();
+    let mut conn = pool.get().expect("connection");
+    let draft = UserDraft {
+        username: Username::parse(username).expect("username"),
+        password: password.to_owned(),
+        role,
+        scope,
+    };
+    let hash = PasswordParams::default().hash(password).expect("hash");
+    insert_user(&mut conn, &draft, hash, None)
+        .expect("insert user")
+        .id
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         let handle = self.handle.clone();
@@ -510,6 +543,17 @@ impl Phone {
             .send_json(&body)
             .expect("push");
         read(res)
+    }
+
+    /// A push that reports transport failures instead of panicking (for servers that die).
+    pub fn try_push(&self, mutations: &[Value]) -> Result<(u16, Value), String> {
+        let body = serde_json::json!({ "device_id": self.device, "mutations": mutations });
+        TestApp::agent()
+            .post(&format!("{}/api/v1/sync/push", self.base))
+            .header("Authorization", &format!("Bearer {}", self.token))
+            .send_json(&body)
+            .map(read)
+            .map_err(|e| e.to_string())
     }
 
     /// Pushes and asserts 200; returns the results.

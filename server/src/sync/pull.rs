@@ -145,7 +145,7 @@ mod tests {
             "!!!",
             &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("2.1.1"),
         ] {
-            assert!(decode(bad).is_err(), "{bad}");
+            assert!(decode(&bad).is_err(), "{bad}");
         }
     }
 }
