@@ -138,12 +138,15 @@ mod tests {
         for pos in [START, (0, 17), (123_456_789, 42)] {
             assert_eq!(decode(&encode(pos)).unwrap(), pos);
         }
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
         for bad in [
-            "",
-            "x",
-            "MS4xLjI",
-            "!!!",
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("2.1.1"),
+            String::new(),
+            "x".into(),
+            "!!!".into(),
+            b64("2.1.1"),
+            b64("1.x.2"),
+            b64("1.1"),
+            b64("1.1.2.3"),
         ] {
             assert!(decode(&bad).is_err(), "{bad}");
         }
