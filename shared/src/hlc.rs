@@ -85,19 +85,20 @@ impl Hlc {
             self
         }
     }
+}
 
-    fn wall_string(&self) -> String {
-        let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.wall_ms) * 1_000_000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
-        format!(
-            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.millisecond()
-        )
-    }
+/// A wall time in milliseconds as RFC 3339 UTC with exactly three fraction digits.
+pub fn format_wall_ms(wall_ms: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(wall_ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 impl fmt::Display for Hlc {
@@ -105,7 +106,7 @@ impl fmt::Display for Hlc {
         write!(
             f,
             "{}/{:04}/{}",
-            self.wall_string(),
+            format_wall_ms(self.wall_ms),
             self.counter,
             self.node.hyphenated()
         )

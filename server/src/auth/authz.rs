@@ -72,10 +72,7 @@ impl Action<'_> {
 /// Ok when the principal's role allows the action and every unit it touches lies in the
 /// principal's scope (a scope unit covers its whole subtree); 403 `forbidden` otherwise.
 pub fn authorize(conn: &mut DbConn, principal: &Principal, action: Action<'_>) -> AppResult<()> {
-    let forbidden = || AppError::Forbidden(format!("a {} may not {}", principal.role, action.describe()));
-    if !action.role_allows(principal.role) {
-        return Err(forbidden());
-    }
+    require_role(principal, action)?;
     let units = action.units();
     if !units.is_empty() && !scope_covers(conn, &principal.scope, &units)? {
         return Err(AppError::Forbidden(format!(
@@ -84,6 +81,20 @@ pub fn authorize(conn: &mut DbConn, principal: &Principal, action: Action<'_>) -
         )));
     }
     Ok(())
+}
+
+/// The role half of [`authorize`], for checks that must come before any database work
+/// (e.g. a viewer's push is refused before its envelope is read).
+pub fn require_role(principal: &Principal, action: Action<'_>) -> AppResult<()> {
+    if action.role_allows(principal.role) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(format!(
+            "a {} may not {}",
+            principal.role,
+            action.describe()
+        )))
+    }
 }
 
 /// Whether every unit of `units` lies in the subtree of some unit of `scope`.

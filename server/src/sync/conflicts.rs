@@ -121,13 +121,26 @@ pub fn resolve(conn: &mut DbConn, ctx: &Ctx, id: &str, req: &ResolveRequest) -> 
                     "the record is deleted; restore it before changing its values".into(),
                 ));
             }
-            if let (Some(v), "village_id") = (&value, row.field.as_str()) {
-                let target = v.as_str().unwrap_or_default().to_owned();
-                if !batch.is_village(conn, &target)? || !batch.covers(conn, &target)? {
-                    return Err(AppError::Forbidden(
-                        "the chosen village is not a village in your scope".into(),
-                    ));
+            match (&value, row.field.as_str()) {
+                (Some(v), "village_id") => {
+                    let target = v.as_str().unwrap_or_default().to_owned();
+                    if !batch.is_village(conn, &target)? || !batch.covers(conn, &target)? {
+                        return Err(AppError::Forbidden(
+                            "the chosen village is not a village in your scope".into(),
+                        ));
+                    }
                 }
+                (Some(v), "household_id") => {
+                    // The member follows its household: that household must be in the admin's scope.
+                    if let Some(h) = db::records::household(conn, v.as_str().unwrap_or_default(), false)?
+                        && !batch.covers(conn, &h.village_id)?
+                    {
+                        return Err(AppError::Forbidden(
+                            "the chosen household is outside your scope".into(),
+                        ));
+                    }
+                }
+                _ => {}
             }
             let mut state = record.state.clone();
             state.version += 1;

@@ -187,29 +187,18 @@ pub fn merge_upsert(record_type: RecordType, current: Option<&RecordState>, w: W
         let Some(&clock) = cur.clocks.get(f) else {
             state.fields.insert(f.clone(), v.clone());
             state.clocks.insert(f.clone(), incoming);
-            changed |= !same;
+            changed = true;
             continue;
         };
-        let concurrent = clock.version > w.base_version;
-        if !concurrent || incoming.key() > clock.key() {
-            if same {
-                // Same value: only the register's clock moves. When it moves forward, the field
-                // counts as written after every base so far, so an older write arriving later is
-                // judged concurrent (and loses) instead of sequential: arrival order must not matter.
-                let version = if incoming.key() > clock.key() {
-                    next
-                } else {
-                    clock.version
-                };
-                state.clocks.insert(
-                    f.clone(),
-                    FieldClock {
-                        version,
-                        ..clock.later(incoming)
-                    },
-                );
-            } else {
-                state.fields.insert(f.clone(), v.clone());
+        let newer = incoming.key() > clock.key();
+        // A device's own writes never conflict with each other: the later one supersedes.
+        let same_device = clock.hlc.node == incoming.hlc.node;
+        let concurrent = clock.version > w.base_version && !(same_device && newer);
+        if newer || !concurrent {
+            // Applies: a newer write, or one made after seeing the field's current value. The
+            // register's clock only moves forward, and any move makes a new version: a phone that
+            // pulled it then edits sequentially, and an older write arriving later loses.
+            if !same || newer {
                 state.clocks.insert(
                     f.clone(),
                     FieldClock {
@@ -218,6 +207,9 @@ pub fn merge_upsert(record_type: RecordType, current: Option<&RecordState>, w: W
                     },
                 );
                 changed = true;
+            }
+            if !same {
+                state.fields.insert(f.clone(), v.clone());
                 if concurrent {
                     clashes.push(Clash {
                         field: f.clone(),
@@ -229,7 +221,7 @@ pub fn merge_upsert(record_type: RecordType, current: Option<&RecordState>, w: W
                     });
                 }
             }
-        } else if !same {
+        } else if !same && !same_device {
             lost += 1;
             clashes.push(Clash {
                 field: f.clone(),
@@ -428,6 +420,38 @@ mod tests {
         let older_first = applied(upsert(&s, json!({ "address": "Xóm 1" }), 10, 3, 1));
         let end = applied(upsert(&older_first, json!({ "address": null }), 20, 2, 1));
         assert_eq!(end.fields["address"], Value::Null);
+    }
+
+    #[test]
+    fn a_devices_own_writes_never_conflict() {
+        // Created and then edited offline: both pushed with base 0 and 1 the same device.
+        let s = created();
+        let o = upsert(&s, json!({ "head_name": "Edited" }), 20, 1, 0);
+        let Outcome::Applied { state, clashes, .. } = o else {
+            panic!("{o:?}")
+        };
+        assert!(clashes.is_empty());
+        assert_eq!(state.fields["head_name"], "Edited");
+        // Its older write arriving late is superseded silently, not a conflict.
+        let o = upsert(&state, json!({ "head_name": "Stale" }), 5, 1, 0);
+        assert!(
+            matches!(o, Outcome::Applied { changed: false, ref clashes, .. } if clashes.is_empty()),
+            "{o:?}"
+        );
+    }
+
+    #[test]
+    fn a_clock_only_move_is_a_new_version() {
+        let s = created();
+        let o = upsert(&s, json!({ "head_name": "A" }), 20, 2, 1);
+        let state = applied(o);
+        assert_eq!(
+            state.version, 2,
+            "same value, newer clock: a version phones can base edits on"
+        );
+        // A phone that pulled version 2 edits with an older clock: sequential, it applies.
+        let edited = applied(upsert(&state, json!({ "head_name": "B" }), 10, 3, 2));
+        assert_eq!(edited.fields["head_name"], "B");
     }
 
     #[test]

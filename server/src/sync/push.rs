@@ -22,6 +22,7 @@ const MAX_ATTEMPTS: u32 = 5;
 
 /// Envelope rules: device, role, size and mutation ids. Any failure refuses the whole request.
 pub fn check_envelope(principal: &Principal, req: &PushRequest, max_mutations: usize) -> AppResult<()> {
+    crate::auth::authz::require_role(principal, Action::Push)?;
     if req.device_id != principal.device_id {
         return Err(AppError::Forbidden(
             "device_id is not the device of this session".to_owned(),
@@ -281,7 +282,7 @@ impl<'a> Batch<'a> {
                         }
                         None if cur.pushed_by.as_deref() != Some(&self.ctx.principal.user_id.to_string()) => {
                             return Ok(Some(forbidden(
-                                "this member waits for a household outside your scope",
+                                "this member waits for its household; until it arrives only the user who pushed the member may change it",
                             )));
                         }
                         _ => {}
