@@ -1,5 +1,6 @@
 //! Runtime configuration of `hamlet serve`, from flags and `HAMLET_*` environment variables.
 
+use crate::aggregates::AggregateSettings;
 use crate::auth::LoginLimits;
 use crate::auth::password::PasswordParams;
 use crate::db::PoolOptions;
@@ -47,6 +48,8 @@ pub struct ServeArgs {
     pub login_limits: LoginLimits,
     #[command(flatten)]
     pub sync: SyncSettings,
+    #[command(flatten)]
+    pub aggregates: AggregateSettings,
 }
 
 /// The JWT signing secret. Its Debug output never shows the value.
@@ -96,6 +99,7 @@ pub struct Config {
     pub password: PasswordParams,
     pub login_limits: LoginLimits,
     pub sync: SyncSettings,
+    pub aggregates: AggregateSettings,
     /// Whether the process owns SIGINT/SIGTERM (off when several servers share a test process).
     pub handle_signals: bool,
 }
@@ -133,6 +137,7 @@ impl Config {
             password: args.password,
             login_limits: args.login_limits,
             sync: args.sync,
+            aggregates: args.aggregates,
             handle_signals: true,
         })
     }

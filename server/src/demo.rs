@@ -183,6 +183,28 @@ pub fn seed(conn: &mut DbConn, seed: u64, hash: String) -> AppResult<DemoReport>
         }
         db::records::insert_households(conn, &households)?;
         db::records::insert_members(conn, &members)?;
+        // Counted and pullable like pushed records.
+        db::tallies::add_to_villages(
+            conn,
+            &crate::aggregates::tallies::of_bundles(&households, &members),
+        )?;
+        let change = |record_type: &str, id: &str, village: &str| crate::db::sync::NewChange {
+            village_id: village.to_owned(),
+            record_type: record_type.to_owned(),
+            record_id: id.to_owned(),
+            version: 1,
+            created_us: now,
+        };
+        let changes: Vec<_> = households
+            .iter()
+            .map(|h| change("household", &h.id, &h.village_id))
+            .chain(
+                members
+                    .iter()
+                    .map(|m| change("member", &m.id, m.village_id.as_deref().unwrap_or_default())),
+            )
+            .collect();
+        db::sync::insert_changes(conn, &changes)?;
 
         let province_uid: UnitId = province_id
             .parse()

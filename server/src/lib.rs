@@ -3,6 +3,7 @@
 //! A request flows `http` (thin handlers) → a service (`units`, `auth`, ...) → `db` (queries).
 //! Errors are one enum, [`error::AppError`], mapped to the contract's body in one place.
 
+pub mod aggregates;
 pub mod auth;
 pub mod cli;
 pub mod clock;

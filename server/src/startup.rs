@@ -50,7 +50,9 @@ impl Application {
             },
             metrics: Metrics::new(),
             sync: config.sync,
+            aggregates: config.aggregates,
         });
+        spawn_fold(state.clone(), config.aggregates.fold_interval_secs);
         let openapi = web::Data::new(http::openapi());
         let body_limit = config.body_limit;
 
@@ -146,6 +148,20 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Folds counter deltas into the roll-ups every few seconds. Reads are exact without it; it
+/// only keeps the unfolded tail short. Safe with several processes (one folds at a time).
+fn spawn_fold(state: web::Data<AppState>, interval_secs: u64) {
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(std::time::Duration::from_secs(interval_secs.max(1)));
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.db(crate::aggregates::fold::fold).await {
+                tracing::warn!(error = %e, "fold failed; will retry");
+            }
+        }
+    });
 }
 
 async fn openapi_json(doc: web::Data<utoipa::openapi::OpenApi>) -> HttpResponse {

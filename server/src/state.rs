@@ -11,6 +11,7 @@ pub struct AppState {
     pub auth: AuthSettings,
     pub metrics: Metrics,
     pub sync: crate::sync::SyncSettings,
+    pub aggregates: crate::aggregates::AggregateSettings,
 }
 
 impl AppState {

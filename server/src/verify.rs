@@ -1,11 +1,11 @@
-//! `hamlet verify`: recomputes derived data from its sources and reports any difference.
-//! Today it checks the unit closure table against the parent links; the aggregate tallies are
-//! checked here too once they exist (issue: aggregates).
+//! `hamlet verify`: recomputes derived data from its sources and reports any difference: the
+//! unit closure table against the parent links, and every aggregate counter (village tallies
+//! and the folded roll-ups) against the records.
 
+use crate::aggregates::tallies::{self, Tally};
 use crate::db::units::ClosureRow;
 use crate::db::{self, DbConn};
 use crate::error::AppResult;
-use diesel::Connection;
 use std::collections::{HashMap, HashSet};
 
 /// What verification found.
@@ -15,12 +15,14 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     pub missing_closure_rows: usize,
     pub extra_closure_rows: usize,
+    /// Counter rows (village or roll-up) that differ from a recomputation.
+    pub tally_differences: usize,
     pub repaired: bool,
 }
 
 impl VerifyReport {
     pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.tally_differences == 0
     }
 }
 
@@ -54,9 +56,11 @@ fn expected_closure(parents: &[(String, Option<String>)], problems: &mut Vec<Str
     rows
 }
 
-/// Checks everything derived; with `repair`, rewrites what differs in one transaction.
+/// Checks everything derived; with `repair`, rewrites what differs in one transaction. Safe
+/// while the server runs: it reads one snapshot.
 pub fn verify(conn: &mut DbConn, repair: bool) -> AppResult<VerifyReport> {
-    conn.transaction(|conn| {
+    crate::aggregates::fold::fold(conn)?;
+    crate::sync::consistent_transaction(conn, |conn| {
         let mut report = VerifyReport::default();
         let parents = db::units::all_parents(conn)?;
         let expected = expected_closure(&parents, &mut report.problems);
@@ -84,6 +88,71 @@ pub fn verify(conn: &mut DbConn, repair: bool) -> AppResult<VerifyReport> {
             db::units::replace_closure(conn, &expected)?;
             report.repaired = true;
         }
+        verify_tallies(conn, repair, &mut report)?;
         Ok(report)
     })
+}
+
+/// Village counters and roll-ups recomputed from every household and member.
+fn expected_tallies(conn: &mut DbConn) -> AppResult<(Tally, Tally)> {
+    let (households, members) = db::tallies::all_bundles(conn)?;
+    let villages = tallies::of_bundles(&households, &members);
+    let ids: Vec<String> = villages
+        .0
+        .keys()
+        .map(|k| k.unit.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut above: HashMap<String, Vec<String>> = HashMap::new();
+    for (village, ancestor) in db::tallies::ancestors_above(conn, &ids)? {
+        above.entry(village).or_default().push(ancestor);
+    }
+    let mut units = Tally::default();
+    for (k, c) in &villages.0 {
+        for a in above.get(&k.unit).into_iter().flatten() {
+            units.add(a, &k.metric, k.birth_year, *c);
+        }
+    }
+    Ok((villages.without_zeros(), units.without_zeros()))
+}
+
+fn compare(table: &str, stored: &Tally, expected: &Tally, report: &mut VerifyReport) {
+    let keys: std::collections::BTreeSet<_> = stored.0.keys().chain(expected.0.keys()).collect();
+    for k in keys {
+        let (s, e) = (
+            stored.0.get(k).copied().unwrap_or_default(),
+            expected.0.get(k).copied().unwrap_or_default(),
+        );
+        if s != e {
+            report.tally_differences += 1;
+            if report.problems.len() < 2 * MAX_LISTED {
+                report.problems.push(format!(
+                    "{table}: {} {} {}: stored yes/no/unknown {}/{}/{}, records say {}/{}/{}",
+                    k.unit, k.metric, k.birth_year, s.yes, s.no, s.unknown, e.yes, e.no, e.unknown
+                ));
+            }
+        }
+    }
+}
+
+/// Compares every counter with a recomputation from the records (deltas not folded yet count
+/// towards the roll-ups they belong to); with `repair`, rewrites them all.
+fn verify_tallies(conn: &mut DbConn, repair: bool, report: &mut VerifyReport) -> AppResult<()> {
+    let (villages, units) = expected_tallies(conn)?;
+    let stored_villages = db::tallies::all_villages(conn)?.without_zeros();
+    let mut stored_units = db::tallies::all_units(conn)?;
+    let ids: Vec<String> = db::units::all_parents(conn)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    stored_units.merge(&db::tallies::of_units_deltas_only(conn, &ids)?, 1);
+    let before = report.tally_differences;
+    compare("village_tallies", &stored_villages, &villages, report);
+    compare("unit_tallies", &stored_units.without_zeros(), &units, report);
+    if repair && report.tally_differences > before {
+        db::tallies::replace_all(conn, &villages, &units)?;
+        report.repaired = true;
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! Nothing here knows about HTTP frameworks or databases: the server and the reference client
 //! both depend on this crate, so the wire format cannot drift between them.
 
+pub mod aggregates;
 pub mod auth;
 pub mod error;
 pub mod hlc;

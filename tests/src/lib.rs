@@ -144,6 +144,7 @@ pub fn test_config(database_url: &str) -> Config {
         password: PasswordParams::default(),
         login_limits: LoginLimits::default(),
         sync: hamlet_server::sync::SyncSettings::default(),
+        aggregates: hamlet_server::aggregates::AggregateSettings::default(),
         handle_signals: false,
     }
 }
@@ -226,6 +227,25 @@ impl TestApp {
             None => req.send_empty(),
         };
         read(res.expect("request"))
+    }
+
+    /// Asserts that every derived table (unit closure, counters) matches a recomputation
+    /// from the records, as `hamlet verify` reports it.
+    #[track_caller]
+    pub fn assert_consistent(&self) {
+        let mut conn = self.pool.get().expect("connection");
+        let report = hamlet_server::verify::verify(&mut conn, false).expect("verify runs");
+        assert!(
+            report.is_clean(),
+            "verify found differences: {:#?}",
+            report.problems
+        );
+    }
+
+    /// Folds counter deltas into the roll-ups now (the server also does it every few seconds).
+    pub fn fold(&self) {
+        let mut conn = self.pool.get().expect("connection");
+        hamlet_server::aggregates::fold::fold(&mut conn).expect("fold");
     }
 
     /// Imports a units CSV as `hamlet units import` does.

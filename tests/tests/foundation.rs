@@ -368,6 +368,9 @@ fn openapi_lists_every_route(backend: Backend) {
         ("get", "/api/v1/sync/pull"),
         ("get", "/api/v1/conflicts"),
         ("post", "/api/v1/conflicts/{id}/resolve"),
+        ("get", "/api/v1/aggregates/{unit_id}"),
+        ("get", "/api/v1/aggregates/{unit_id}/children"),
+        ("get", "/api/v1/aggregates/{unit_id}/export"),
     ];
     for (method, path) in expected {
         let op = &doc["paths"][path][method];

@@ -102,6 +102,7 @@ fn push_then_pull(backend: Backend) {
             .last_sync
             .is_some()
     );
+    app.assert_consistent();
 }
 
 fn lost_response_is_retried_safely(backend: Backend) {
@@ -146,6 +147,7 @@ fn lost_response_is_retried_safely(backend: Backend) {
         (out[0]["status"].as_str(), out[1]["status"].as_str()),
         (Some("applied"), Some("duplicate"))
     );
+    app.assert_consistent();
 }
 
 fn bad_records_are_rejected_one_by_one(backend: Backend) {
@@ -248,6 +250,7 @@ fn bad_records_are_rejected_one_by_one(backend: Backend) {
     let out =
         neighbour.push_ok(&[neighbour.upsert("household", good_h, 1, json!({ "head_name": "Stolen" }))]);
     assert_eq!(out[0]["errors"][0]["code"], "forbidden");
+    app.assert_consistent();
 }
 
 fn envelope_errors_refuse_the_whole_request(backend: Backend) {
@@ -318,6 +321,7 @@ fn envelope_errors_refuse_the_whole_request(backend: Backend) {
     assert_error(&resp, 422, "validation_failed");
     // Nothing of a refused request was applied.
     assert!(phone.pull_all(None).0.is_empty());
+    app.assert_consistent();
 }
 
 fn concurrent_edits_merge_field_by_field(backend: Backend) {
@@ -407,6 +411,7 @@ fn concurrent_edits_merge_field_by_field(backend: Backend) {
         assert_eq!(c["resolved"], false);
         assert!(c["incoming_hlc"].as_str().unwrap() < c["current_hlc"].as_str().unwrap());
     }
+    app.assert_consistent();
 }
 
 fn later_clock_wins_in_either_arrival_order(backend: Backend) {
@@ -489,6 +494,7 @@ fn deletes_are_tombstones(backend: Backend) {
     );
     // Versions only go up.
     assert!(rec["version"].as_i64().unwrap() > 2);
+    app.assert_consistent();
 }
 
 fn members_may_arrive_before_their_household(backend: Backend) {
@@ -552,6 +558,7 @@ fn members_may_arrive_before_their_household(backend: Backend) {
         1,
         "attached by the admin's decision"
     );
+    app.assert_consistent();
 }
 
 fn a_moved_household_takes_its_members(backend: Backend) {
@@ -581,6 +588,7 @@ fn a_moved_household_takes_its_members(backend: Backend) {
     assert_eq!(arrived.len(), 2);
     assert!(arrived.iter().all(|c| c["deleted"] == false));
     assert_eq!(by_id(&arrived, m)[0]["fields"]["full_name"], "Lương Thị Thu");
+    app.assert_consistent();
 }
 
 fn conflicts_are_resolved_as_new_versions(backend: Backend) {
@@ -695,6 +703,7 @@ fn conflicts_are_resolved_as_new_versions(backend: Backend) {
         "forbidden",
     );
     assert_error(&app.get("/api/v1/conflicts", Some(&a.token)), 403, "forbidden");
+    app.assert_consistent();
 }
 
 fn clocks_far_ahead_are_clamped(backend: Backend) {
@@ -715,6 +724,7 @@ fn clocks_far_ahead_are_clamped(backend: Backend) {
     let out = b.push_ok(&[late]);
     assert_eq!(out[0]["status"], "applied", "{out:?}");
     assert_eq!(by_id(&a.pull_all(None).0, h)[0]["fields"]["head_name"], "Now");
+    app.assert_consistent();
 }
 
 fn gzip_request_bodies_are_accepted(backend: Backend) {
@@ -805,6 +815,7 @@ fn pulls_are_complete_while_others_push(backend: Backend) {
         "pulls skipped {} records: {missing:?}",
         missing.len()
     );
+    app.assert_consistent();
 }
 
 /// PostgreSQL hands out change sequence numbers at insert time, so a transaction that commits

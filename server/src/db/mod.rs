@@ -6,6 +6,7 @@ mod conn;
 pub mod records;
 pub mod schema;
 pub mod sync;
+pub mod tallies;
 pub mod units;
 
 pub use conn::DbConn;

@@ -185,6 +185,29 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    tally_deltas (id) {
+        id -> BigInt,
+        village_id -> Text,
+        metric -> Text,
+        birth_year -> Integer,
+        yes -> BigInt,
+        no -> BigInt,
+        unknown -> BigInt,
+    }
+}
+
+diesel::table! {
+    unit_tallies (unit_id, metric, birth_year) {
+        unit_id -> Text,
+        metric -> Text,
+        birth_year -> Integer,
+        yes -> BigInt,
+        no -> BigInt,
+        unknown -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     units,
     unit_closure,
@@ -201,4 +224,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     login_failures,
     audit_log,
+    tally_deltas,
+    unit_tallies,
 );

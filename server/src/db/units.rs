@@ -169,3 +169,13 @@ pub fn replace_closure(conn: &mut DbConn, rows: &[ClosureRow]) -> QueryResult<()
     diesel::delete(unit_closure::table).execute(conn)?;
     insert_all(conn, &[], rows)
 }
+
+/// The live units of a subtree, the root included.
+pub fn subtree(conn: &mut DbConn, root: &str) -> QueryResult<Vec<UnitRow>> {
+    unit_closure::table
+        .inner_join(units::table.on(units::id.eq(unit_closure::descendant_id)))
+        .filter(unit_closure::ancestor_id.eq(root))
+        .filter(units::retired_us.is_null())
+        .select(UnitRow::as_select())
+        .load(conn)
+}

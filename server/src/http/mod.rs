@@ -1,6 +1,7 @@
 //! HTTP layer: thin handlers (extract, authorize, call a service), the route table and the
 //! OpenAPI document generated from it.
 
+pub mod aggregates;
 pub mod auth;
 pub mod errors;
 pub mod metrics;
@@ -64,7 +65,10 @@ where
             .service(sync::push)
             .service(sync::pull)
             .service(sync::list_conflicts)
-            .service(sync::resolve_conflict),
+            .service(sync::resolve_conflict)
+            .service(aggregates::get_children)
+            .service(aggregates::export)
+            .service(aggregates::get_aggregate),
     )
 }
 

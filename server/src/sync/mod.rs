@@ -75,6 +75,21 @@ pub fn snapshot_transaction<T>(
     finish(conn, f)
 }
 
+/// A write transaction that also reads one consistent snapshot (REPEATABLE READ on
+/// PostgreSQL, the write lock up front on SQLite): for checks that compare tables.
+pub fn consistent_transaction<T>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> AppResult<T>,
+) -> AppResult<T> {
+    match conn {
+        DbConn::Pg(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN ISOLATION LEVEL REPEATABLE READ")?
+        }
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+    }
+    finish(conn, f)
+}
+
 fn finish<T>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> AppResult<T>) -> AppResult<T> {
     match f(conn) {
         Ok(value) => {

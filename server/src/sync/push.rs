@@ -3,6 +3,7 @@
 use super::merge::{Clash, Outcome, Write, merge_delete, merge_upsert};
 use super::store::{self, Stored};
 use super::{Ctx, outcome_json, parse_outcome};
+use crate::aggregates::tallies::{self, Tally};
 use crate::auth::{Action, Principal, authorize};
 use crate::db::sync::{MutationRow, NewChange};
 use crate::db::{self, DbConn};
@@ -176,6 +177,9 @@ pub(crate) struct Batch<'a> {
     villages: HashMap<String, bool>,
     /// user id -> scope, for attaching members pushed by others
     user_scopes: HashMap<String, Vec<hamlet_shared::UnitId>>,
+    /// Households whose bundles this write changes, and what they counted before it.
+    touched: std::collections::BTreeSet<String>,
+    counted_before: Tally,
 }
 
 impl<'a> Batch<'a> {
@@ -188,11 +192,34 @@ impl<'a> Batch<'a> {
             scope_cache: HashMap::new(),
             villages: HashMap::new(),
             user_scopes: HashMap::new(),
+            touched: Default::default(),
+            counted_before: Tally::default(),
         }
     }
 
-    /// Appends the change log entries and conflicts gathered so far.
+    /// Locks a household bundle and records what it counts, before its first change in this
+    /// write. Every record write calls it for each bundle the write changes.
+    fn touch(&mut self, conn: &mut DbConn, household_id: &str) -> AppResult<()> {
+        if self.touched.insert(household_id.to_owned()) {
+            let (households, members) = db::tallies::bundles(conn, &[household_id.to_owned()], true)?;
+            self.counted_before
+                .merge(&tallies::of_bundles(&households, &members), 1);
+        }
+        Ok(())
+    }
+
+    /// Moves the counters by what the touched bundles count now minus what they counted before,
+    /// then appends the change log entries and conflicts gathered so far.
     pub(crate) fn flush(&mut self, conn: &mut DbConn) -> AppResult<()> {
+        if !self.touched.is_empty() {
+            let ids: Vec<String> = std::mem::take(&mut self.touched).into_iter().collect();
+            let (households, members) = db::tallies::bundles(conn, &ids, false)?;
+            let delta = Tally::delta(
+                &std::mem::take(&mut self.counted_before),
+                &tallies::of_bundles(&households, &members),
+            );
+            db::tallies::add_to_villages(conn, &delta)?;
+        }
         db::sync::insert_changes(conn, &std::mem::take(&mut self.changes))?;
         db::sync::insert_conflicts(conn, &std::mem::take(&mut self.conflicts))?;
         Ok(())
@@ -377,6 +404,25 @@ impl<'a> Batch<'a> {
         state: super::merge::RecordState,
         changed: bool,
     ) -> AppResult<Stored> {
+        match record_type {
+            RecordType::Household => self.touch(conn, &id)?,
+            RecordType::Member => {
+                let households = before
+                    .iter()
+                    .map(|b| &b.state)
+                    .chain(std::iter::once(&state))
+                    .filter_map(|s| {
+                        s.fields
+                            .get("household_id")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    })
+                    .collect::<Vec<_>>();
+                for h in households {
+                    self.touch(conn, &h)?;
+                }
+            }
+        }
         let now = self.ctx.now_us;
         let village = match record_type {
             RecordType::Household => state

@@ -1,0 +1,2 @@
+DROP TABLE unit_tallies;
+DROP TABLE tally_deltas;

@@ -1,0 +1,56 @@
+//! Folding counter deltas into the roll-ups of every unit above each village.
+
+use super::tallies::Tally;
+use crate::db::{self, DbConn};
+use crate::error::AppResult;
+use std::collections::HashMap;
+
+/// Arbitrary constant naming the fold's advisory lock on PostgreSQL.
+const FOLD_LOCK_KEY: i64 = 0x4841_4d4c_4654;
+
+/// Moves every committed delta into `unit_tallies` (one fold at a time across processes).
+/// Returns how many delta rows were folded.
+pub fn fold(conn: &mut DbConn) -> AppResult<usize> {
+    crate::sync::write_transaction(conn, |conn| {
+        if let DbConn::Pg(c) = conn {
+            #[derive(diesel::QueryableByName)]
+            struct Got {
+                #[diesel(sql_type = diesel::sql_types::Bool)]
+                locked: bool,
+            }
+            let got: Got = diesel::RunQueryDsl::get_result(
+                diesel::sql_query(format!(
+                    "SELECT pg_try_advisory_xact_lock({FOLD_LOCK_KEY}) AS locked"
+                )),
+                c,
+            )?;
+            if !got.locked {
+                return Ok(0);
+            }
+        }
+        let deltas = db::tallies::take_deltas(conn)?;
+        if deltas.0.is_empty() {
+            return Ok(0);
+        }
+        let villages: Vec<String> = deltas
+            .0
+            .keys()
+            .map(|k| k.unit.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut above: HashMap<String, Vec<String>> = HashMap::new();
+        for (village, ancestor) in db::tallies::ancestors_above(conn, &villages)? {
+            above.entry(village).or_default().push(ancestor);
+        }
+        let mut units = Tally::default();
+        for (k, c) in &deltas.0 {
+            for ancestor in above.get(&k.unit).into_iter().flatten() {
+                units.add(ancestor, &k.metric, k.birth_year, *c);
+            }
+        }
+        let n = deltas.0.len();
+        db::tallies::add_to_units(conn, &units.without_zeros())?;
+        Ok(n)
+    })
+}

@@ -1,0 +1,231 @@
+//! Indicators per unit (contract §7), from counters kept current by every record write.
+//!
+//! Villages have their own counters; every unit above a village reads its folded totals plus
+//! the deltas not folded yet, so a read costs the same for a commune as for the country and is
+//! never stale.
+
+pub mod export;
+pub mod fold;
+pub mod tallies;
+
+use crate::auth::{Action, Principal, authorize};
+use crate::db::{self, DbConn};
+use crate::error::{AppError, AppResult};
+use crate::units::unit_from_row;
+use hamlet_shared::aggregates::{Aggregate, ChildAggregates, INDICATOR_KEYS, Indicator, UnitRef};
+use hamlet_shared::{ErrorCode, ErrorDetail, Role, Unit, UnitId, UnitLevel};
+use std::collections::HashMap;
+use tallies::{Count, HOUSEHOLD_SMARTPHONE, HOUSEHOLDS, MEMBERS, NO_BIRTH_YEAR, Tally};
+
+/// Definitions and disclosure rules.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct AggregateSettings {
+    /// Members at least this old (reference year minus birth year) are adults.
+    #[arg(long = "adult-age", env = "HAMLET_ADULT_AGE", default_value_t = 15)]
+    pub adult_age: i32,
+    /// Viewers see no ratios for units with fewer households than this.
+    #[arg(
+        long = "min-cell-households",
+        env = "HAMLET_MIN_CELL_HOUSEHOLDS",
+        default_value_t = 5
+    )]
+    pub min_cell_households: i64,
+    /// Seconds between folds of counter deltas into the roll-ups (reads are exact either way).
+    #[arg(
+        long = "fold-interval-secs",
+        env = "HAMLET_FOLD_INTERVAL_SECS",
+        default_value_t = 2
+    )]
+    pub fold_interval_secs: u64,
+}
+
+impl Default for AggregateSettings {
+    fn default() -> Self {
+        Self {
+            adult_age: 15,
+            min_cell_households: 5,
+            fold_interval_secs: 2,
+        }
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    pub reference_year: i32,
+    pub as_of: time::Date,
+}
+
+impl Request {
+    /// Parses `?year=` and `?as_of=` (defaults: the current UTC year and date).
+    pub fn parse(year: Option<i32>, as_of: Option<&str>) -> AppResult<Self> {
+        let today = time::OffsetDateTime::now_utc().date();
+        let reference_year = year.unwrap_or(today.year());
+        if !(1900..=9999).contains(&reference_year) {
+            return Err(AppError::invalid(ErrorDetail::field(
+                "year",
+                ErrorCode::OutOfRange,
+                "year must be within 1900..=9999",
+            )));
+        }
+        let as_of = match as_of {
+            None => today,
+            Some(s) => time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+                .map_err(|_| {
+                    AppError::invalid(ErrorDetail::field(
+                        "as_of",
+                        ErrorCode::InvalidFormat,
+                        "as_of must be a date YYYY-MM-DD",
+                    ))
+                })?,
+        };
+        Ok(Self {
+            reference_year,
+            as_of,
+        })
+    }
+}
+
+fn ratio(num: i64, den: i64) -> Option<f64> {
+    (den != 0).then(|| num as f64 / den as f64)
+}
+
+/// Indicators of one unit from its tally rows (the rows' unit is ignored).
+pub fn indicators(t: &Tally, reference_year: i32, adult_age: i32) -> (i64, i64, Vec<Indicator>) {
+    let mut by_metric: HashMap<(&str, bool), Count> = HashMap::new();
+    for (k, c) in &t.0 {
+        let adult = k.birth_year != NO_BIRTH_YEAR && reference_year - k.birth_year >= adult_age;
+        by_metric.entry((k.metric.as_str(), false)).or_default().add(*c);
+        if adult {
+            by_metric.entry((k.metric.as_str(), true)).or_default().add(*c);
+        }
+    }
+    let get = |metric: &str, adults: bool| by_metric.get(&(metric, adults)).copied().unwrap_or_default();
+    let indicator = |key: &str| {
+        let c = match key {
+            "population_with_smartphone" => get("owns_smartphone", false),
+            "households_with_smartphone" => get(HOUSEHOLD_SMARTPHONE, false),
+            "households_with_fixed_broadband" => get(tallies::FIXED_BROADBAND, false),
+            "adults_with_transaction_account" => get("has_transaction_account", true),
+            "adults_with_smartphone" => get("owns_smartphone", true),
+            "adults_with_vneid_level2" => get("vneid_level2", true),
+            "adults_using_online_public_services" => get("uses_online_public_services", true),
+            "adults_using_cashless_payment" => get("uses_cashless_payment", true),
+            _ => get("has_digital_signature", true),
+        };
+        Indicator {
+            key: key.to_owned(),
+            numerator: c.yes,
+            denominator: c.yes + c.no,
+            unknown: c.unknown,
+            ratio: ratio(c.yes, c.yes + c.no),
+        }
+    };
+    (
+        get(HOUSEHOLDS, false).yes,
+        get(MEMBERS, false).yes,
+        INDICATOR_KEYS.iter().map(|k| indicator(k)).collect(),
+    )
+}
+
+/// Counters of each given unit, read from one snapshot.
+pub fn tallies_of(conn: &mut DbConn, units: &[Unit]) -> AppResult<HashMap<String, Tally>> {
+    let (villages, others): (Vec<&Unit>, Vec<&Unit>) =
+        units.iter().partition(|u| u.level == UnitLevel::Village);
+    let villages: Vec<String> = villages.iter().map(|u| u.id.to_string()).collect();
+    let others: Vec<String> = others.iter().map(|u| u.id.to_string()).collect();
+    let (mut a, b) = crate::sync::snapshot_transaction(conn, |conn| {
+        Ok((
+            db::tallies::of_villages(conn, &villages)?,
+            db::tallies::of_units(conn, &others)?,
+        ))
+    })?;
+    a.0.extend(b.0);
+    let mut out: HashMap<String, Tally> = units
+        .iter()
+        .map(|u| (u.id.to_string(), Tally::default()))
+        .collect();
+    for (k, c) in a.0 {
+        out.entry(k.unit.clone()).or_default().0.insert(k, c);
+    }
+    Ok(out)
+}
+
+/// Builds one unit's response, applying small-cell suppression for viewers.
+pub fn build(unit: &Unit, t: &Tally, req: &Request, settings: &AggregateSettings, role: Role) -> Aggregate {
+    let (households, members, mut indicators) = indicators(t, req.reference_year, settings.adult_age);
+    let suppressed = role == Role::Viewer && households < settings.min_cell_households;
+    if suppressed {
+        for i in &mut indicators {
+            i.ratio = None;
+        }
+    }
+    Aggregate {
+        unit: UnitRef {
+            id: unit.id,
+            name: unit.name.clone(),
+            level: unit.level,
+        },
+        as_of: req.as_of.to_string(),
+        reference_year: req.reference_year,
+        adult_age: settings.adult_age,
+        households,
+        members,
+        indicators,
+        suppressed,
+    }
+}
+
+/// `GET /api/v1/aggregates/{unit_id}`. The tree is the current one: no reorganisation is
+/// recorded yet, so it is also the tree of every past date.
+pub fn aggregate(
+    conn: &mut DbConn,
+    principal: &Principal,
+    id: UnitId,
+    req: &Request,
+    settings: &AggregateSettings,
+) -> AppResult<Aggregate> {
+    let unit = crate::units::get(conn, id)?;
+    authorize(conn, principal, Action::ReadAggregates(id))?;
+    let t = tallies_of(conn, std::slice::from_ref(&unit))?
+        .remove(&id.to_string())
+        .unwrap_or_default();
+    Ok(build(&unit, &t, req, settings, principal.role))
+}
+
+/// `GET /api/v1/aggregates/{unit_id}/children`: a fixed number of queries however many children.
+pub fn children(
+    conn: &mut DbConn,
+    principal: &Principal,
+    id: UnitId,
+    req: &Request,
+    settings: &AggregateSettings,
+) -> AppResult<ChildAggregates> {
+    let unit = crate::units::get(conn, id)?;
+    authorize(conn, principal, Action::ReadAggregates(id))?;
+    let kids: Vec<Unit> = db::units::children(conn, &id.to_string())?
+        .into_iter()
+        .map(unit_from_row)
+        .collect::<AppResult<_>>()?;
+    let mut t = tallies_of(conn, &kids)?;
+    let children = kids
+        .iter()
+        .map(|k| {
+            build(
+                k,
+                &t.remove(&k.id.to_string()).unwrap_or_default(),
+                req,
+                settings,
+                principal.role,
+            )
+        })
+        .collect();
+    Ok(ChildAggregates {
+        unit: UnitRef {
+            id: unit.id,
+            name: unit.name,
+            level: unit.level,
+        },
+        children,
+    })
+}

@@ -1,0 +1,305 @@
+//! What a household bundle (a household and its members) contributes to its village's tallies.
+//! Pure: a write snapshots the bundles it touches before and after, and the difference is what
+//! the counters move by.
+
+use crate::db::records::{HouseholdRow, MemberRow};
+use std::collections::BTreeMap;
+
+/// Count of live households (in `yes`).
+pub const HOUSEHOLDS: &str = "households";
+/// Count of counted members per birth year (in `yes`).
+pub const MEMBERS: &str = "members";
+/// Household smartphone state: yes (a live member owns one), no (some member answered, none
+/// owns one), unknown (every live member answered unknown). A household without live members
+/// counts in none of the three.
+pub const HOUSEHOLD_SMARTPHONE: &str = "household_smartphone";
+/// The household's `fixed_broadband` answer.
+pub const FIXED_BROADBAND: &str = "fixed_broadband";
+/// Member answers tallied per birth year.
+pub const MEMBER_TRI_FIELDS: [&str; 6] = [
+    "owns_smartphone",
+    "has_transaction_account",
+    "vneid_level2",
+    "uses_online_public_services",
+    "uses_cashless_payment",
+    "has_digital_signature",
+];
+
+/// Birth year used for household-level metrics.
+pub const NO_BIRTH_YEAR: i32 = 0;
+
+/// Rows counted by answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Count {
+    pub yes: i64,
+    pub no: i64,
+    pub unknown: i64,
+}
+
+impl Count {
+    pub fn of(answer: &str, n: i64) -> Self {
+        match answer {
+            "yes" => Self {
+                yes: n,
+                ..Self::default()
+            },
+            "no" => Self {
+                no: n,
+                ..Self::default()
+            },
+            _ => Self {
+                unknown: n,
+                ..Self::default()
+            },
+        }
+    }
+
+    pub fn add(&mut self, other: Count) {
+        self.yes += other.yes;
+        self.no += other.no;
+        self.unknown += other.unknown;
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Key of one tally row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TallyKey {
+    pub unit: String,
+    pub metric: String,
+    pub birth_year: i32,
+}
+
+/// A set of tally rows; ordered by unit first, which is the order counters are written in
+/// (a fixed lock order, so two writers never deadlock on counters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally(pub BTreeMap<TallyKey, Count>);
+
+impl Tally {
+    pub fn add(&mut self, unit: &str, metric: &str, birth_year: i32, count: Count) {
+        let key = TallyKey {
+            unit: unit.to_owned(),
+            metric: metric.to_owned(),
+            birth_year,
+        };
+        self.0.entry(key).or_default().add(count);
+    }
+
+    /// Adds every row of `other` multiplied by `sign` (+1 or -1).
+    pub fn merge(&mut self, other: &Tally, sign: i64) {
+        for (k, c) in &other.0 {
+            let c = Count {
+                yes: sign * c.yes,
+                no: sign * c.no,
+                unknown: sign * c.unknown,
+            };
+            self.0.entry(k.clone()).or_default().add(c);
+        }
+    }
+
+    /// Drops rows that add up to nothing.
+    pub fn without_zeros(mut self) -> Self {
+        self.0.retain(|_, c| !c.is_zero());
+        self
+    }
+
+    /// `after - before`, without zero rows.
+    pub fn delta(before: &Tally, after: &Tally) -> Tally {
+        let mut d = after.clone();
+        d.merge(before, -1);
+        d.without_zeros()
+    }
+}
+
+fn member_answer<'a>(m: &'a MemberRow, field: &str) -> &'a str {
+    match field {
+        "owns_smartphone" => &m.owns_smartphone,
+        "has_transaction_account" => &m.has_transaction_account,
+        "vneid_level2" => &m.vneid_level2,
+        "uses_online_public_services" => &m.uses_online_public_services,
+        "uses_cashless_payment" => &m.uses_cashless_payment,
+        _ => &m.has_digital_signature,
+    }
+}
+
+/// Adds what one bundle contributes: nothing unless the household is live; then the household,
+/// and each live member attached to it. Members of a deleted household count nowhere.
+pub fn add_bundle(out: &mut Tally, household: Option<&HouseholdRow>, members: &[&MemberRow]) {
+    let Some(h) = household.filter(|h| h.deleted_us.is_none()) else {
+        return;
+    };
+    let village = h.village_id.as_str();
+    out.add(village, HOUSEHOLDS, NO_BIRTH_YEAR, Count::of("yes", 1));
+    out.add(
+        village,
+        FIXED_BROADBAND,
+        NO_BIRTH_YEAR,
+        Count::of(&h.fixed_broadband, 1),
+    );
+    let live: Vec<&&MemberRow> = members
+        .iter()
+        .filter(|m| {
+            m.deleted_us.is_none() && m.household_id == h.id && m.village_id.as_deref() == Some(village)
+        })
+        .collect();
+    let smartphone = if live.iter().any(|m| m.owns_smartphone == "yes") {
+        Some("yes")
+    } else if live.iter().any(|m| m.owns_smartphone == "no") {
+        Some("no")
+    } else if !live.is_empty() {
+        Some("unknown")
+    } else {
+        None
+    };
+    if let Some(answer) = smartphone {
+        out.add(village, HOUSEHOLD_SMARTPHONE, NO_BIRTH_YEAR, Count::of(answer, 1));
+    }
+    for m in live {
+        out.add(village, MEMBERS, m.birth_year, Count::of("yes", 1));
+        for field in MEMBER_TRI_FIELDS {
+            out.add(
+                village,
+                field,
+                m.birth_year,
+                Count::of(member_answer(m, field), 1),
+            );
+        }
+    }
+}
+
+/// Tallies of many bundles: `members` may hold members of any of `households`.
+pub fn of_bundles(households: &[HouseholdRow], members: &[MemberRow]) -> Tally {
+    let mut by_household: BTreeMap<&str, Vec<&MemberRow>> = BTreeMap::new();
+    for m in members {
+        by_household.entry(m.household_id.as_str()).or_default().push(m);
+    }
+    let mut out = Tally::default();
+    for h in households {
+        add_bundle(
+            &mut out,
+            Some(h),
+            by_household.get(h.id.as_str()).map_or(&[][..], Vec::as_slice),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn household(id: &str, deleted: bool) -> HouseholdRow {
+        HouseholdRow {
+            id: id.into(),
+            village_id: "v".into(),
+            head_name: "H".into(),
+            address: None,
+            fixed_broadband: "no".into(),
+            surveyed_on: None,
+            version: 1,
+            clocks: "{}".into(),
+            deleted_us: deleted.then_some(1),
+            created_us: 0,
+            updated_us: 0,
+        }
+    }
+
+    fn member(household: &str, year: i32, phone: &str, deleted: bool) -> MemberRow {
+        MemberRow {
+            id: format!("m{year}{phone}"),
+            household_id: household.into(),
+            village_id: Some("v".into()),
+            full_name: "M".into(),
+            birth_year: year,
+            sex: None,
+            owns_smartphone: phone.into(),
+            has_transaction_account: "yes".into(),
+            vneid_level2: "unknown".into(),
+            uses_online_public_services: "unknown".into(),
+            uses_cashless_payment: "unknown".into(),
+            has_digital_signature: "unknown".into(),
+            version: 1,
+            clocks: "{}".into(),
+            pushed_by: None,
+            deleted_us: deleted.then_some(1),
+            created_us: 0,
+            updated_us: 0,
+        }
+    }
+
+    fn get(t: &Tally, metric: &str, year: i32) -> Count {
+        t.0.get(&TallyKey {
+            unit: "v".into(),
+            metric: metric.into(),
+            birth_year: year,
+        })
+        .copied()
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn household_smartphone_state() {
+        let h = household("h", false);
+        let t = of_bundles(
+            std::slice::from_ref(&h),
+            &[member("h", 1990, "no", false), member("h", 2000, "yes", false)],
+        );
+        assert_eq!(get(&t, HOUSEHOLD_SMARTPHONE, 0), Count::of("yes", 1));
+        assert_eq!(get(&t, MEMBERS, 1990).yes + get(&t, MEMBERS, 2000).yes, 2);
+        let t = of_bundles(
+            std::slice::from_ref(&h),
+            &[
+                member("h", 1990, "unknown", false),
+                member("h", 2000, "yes", true),
+            ],
+        );
+        assert_eq!(
+            get(&t, HOUSEHOLD_SMARTPHONE, 0),
+            Count::of("unknown", 1),
+            "deleted members do not count"
+        );
+        let t = of_bundles(std::slice::from_ref(&h), &[]);
+        assert_eq!(
+            get(&t, HOUSEHOLD_SMARTPHONE, 0),
+            Count::default(),
+            "no members: households only"
+        );
+        assert_eq!(get(&t, HOUSEHOLDS, 0).yes, 1);
+        let t = of_bundles(&[household("h", true)], &[member("h", 1990, "yes", false)]);
+        assert!(
+            t.0.is_empty(),
+            "a deleted household and its members count nowhere"
+        );
+    }
+
+    #[test]
+    fn deltas() {
+        let before = of_bundles(&[household("h", false)], &[member("h", 1990, "no", false)]);
+        let after = of_bundles(&[household("h", false)], &[member("h", 1990, "yes", false)]);
+        let d = Tally::delta(&before, &after);
+        assert_eq!(
+            get(&d, "owns_smartphone", 1990),
+            Count {
+                yes: 1,
+                no: -1,
+                unknown: 0
+            }
+        );
+        assert_eq!(
+            get(&d, HOUSEHOLD_SMARTPHONE, 0),
+            Count {
+                yes: 1,
+                no: -1,
+                unknown: 0
+            }
+        );
+        assert!(get(&d, HOUSEHOLDS, 0).is_zero());
+        assert!(
+            !d.0.keys().any(|k| k.metric == HOUSEHOLDS),
+            "zero rows are dropped"
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! Queries on the aggregate counters: village tallies, unfolded deltas and folded unit totals.
+
+use super::DbConn;
+use super::records::{HouseholdRow, MemberRow};
+use super::schema::{households, members, tally_deltas, unit_closure, unit_tallies, village_tallies};
+use crate::aggregates::tallies::{Count, Tally, TallyKey};
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+
+#[derive(Debug, Clone, Insertable, Queryable, Selectable)]
+#[diesel(table_name = village_tallies)]
+#[diesel(treat_none_as_default_value = false)]
+struct VillageRow {
+    village_id: String,
+    metric: String,
+    birth_year: i32,
+    yes: i64,
+    no: i64,
+    unknown: i64,
+}
+
+#[derive(Debug, Clone, Insertable, Queryable, Selectable)]
+#[diesel(table_name = unit_tallies)]
+#[diesel(treat_none_as_default_value = false)]
+struct UnitRow {
+    unit_id: String,
+    metric: String,
+    birth_year: i32,
+    yes: i64,
+    no: i64,
+    unknown: i64,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = tally_deltas)]
+#[diesel(treat_none_as_default_value = false)]
+struct NewDelta {
+    village_id: String,
+    metric: String,
+    birth_year: i32,
+    yes: i64,
+    no: i64,
+    unknown: i64,
+}
+
+const CHUNK: usize = 500;
+
+fn key(unit: &str, metric: &str, birth_year: i32) -> TallyKey {
+    TallyKey {
+        unit: unit.to_owned(),
+        metric: metric.to_owned(),
+        birth_year,
+    }
+}
+
+fn into_tally(rows: impl IntoIterator<Item = (String, String, i32, i64, i64, i64)>) -> Tally {
+    let mut t = Tally::default();
+    for (unit, metric, year, yes, no, unknown) in rows {
+        t.0.entry(key(&unit, &metric, year))
+            .or_default()
+            .add(Count { yes, no, unknown });
+    }
+    t
+}
+
+/// The bundles of `ids` (households and every member naming them). With `lock`, the household
+/// rows are locked first, in id order, on PostgreSQL: writers of one bundle then take turns, so
+/// their before/after snapshots never overlap.
+pub fn bundles(
+    conn: &mut DbConn,
+    ids: &[String],
+    lock: bool,
+) -> QueryResult<(Vec<HouseholdRow>, Vec<MemberRow>)> {
+    let mut hs = Vec::new();
+    let mut ms = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        let mut found: Vec<HouseholdRow> = match conn {
+            DbConn::Pg(c) if lock => households::table
+                .filter(households::id.eq_any(chunk))
+                .order(households::id)
+                .select(HouseholdRow::as_select())
+                .for_update()
+                .load(c)?,
+            _ => households::table
+                .filter(households::id.eq_any(chunk))
+                .select(HouseholdRow::as_select())
+                .load(conn)?,
+        };
+        hs.append(&mut found);
+        ms.extend(
+            members::table
+                .filter(members::household_id.eq_any(chunk))
+                .select(MemberRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok((hs, ms))
+}
+
+/// Moves village counters by `delta` (in key order) and appends the same delta for the roll-ups.
+pub fn add_to_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
+    let rows: Vec<VillageRow> = delta
+        .0
+        .iter()
+        .map(|(k, c)| VillageRow {
+            village_id: k.unit.clone(),
+            metric: k.metric.clone(),
+            birth_year: k.birth_year,
+            yes: c.yes,
+            no: c.no,
+            unknown: c.unknown,
+        })
+        .collect();
+    for chunk in rows.chunks(CHUNK) {
+        crate::per_backend!(&mut *conn, |c| {
+            use village_tallies::dsl as t;
+            diesel::insert_into(t::village_tallies)
+                .values(chunk)
+                .on_conflict((t::village_id, t::metric, t::birth_year))
+                .do_update()
+                .set((
+                    t::yes.eq(t::yes + excluded(t::yes)),
+                    t::no.eq(t::no + excluded(t::no)),
+                    t::unknown.eq(t::unknown + excluded(t::unknown)),
+                ))
+                .execute(c)
+        })?;
+    }
+    let deltas: Vec<NewDelta> = rows
+        .into_iter()
+        .map(|r| NewDelta {
+            village_id: r.village_id,
+            metric: r.metric,
+            birth_year: r.birth_year,
+            yes: r.yes,
+            no: r.no,
+            unknown: r.unknown,
+        })
+        .collect();
+    for chunk in deltas.chunks(CHUNK) {
+        crate::per_backend!(&mut *conn, |c| diesel::insert_into(tally_deltas::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+/// Adds `delta` to the folded unit totals (in key order).
+pub fn add_to_units(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
+    let rows: Vec<UnitRow> = delta
+        .0
+        .iter()
+        .map(|(k, c)| UnitRow {
+            unit_id: k.unit.clone(),
+            metric: k.metric.clone(),
+            birth_year: k.birth_year,
+            yes: c.yes,
+            no: c.no,
+            unknown: c.unknown,
+        })
+        .collect();
+    for chunk in rows.chunks(CHUNK) {
+        crate::per_backend!(&mut *conn, |c| {
+            use unit_tallies::dsl as t;
+            diesel::insert_into(t::unit_tallies)
+                .values(chunk)
+                .on_conflict((t::unit_id, t::metric, t::birth_year))
+                .do_update()
+                .set((
+                    t::yes.eq(t::yes + excluded(t::yes)),
+                    t::no.eq(t::no + excluded(t::no)),
+                    t::unknown.eq(t::unknown + excluded(t::unknown)),
+                ))
+                .execute(c)
+        })?;
+    }
+    Ok(())
+}
+
+/// Removes and returns every visible unfolded delta, keyed by village.
+pub fn take_deltas(conn: &mut DbConn) -> QueryResult<Tally> {
+    let rows: Vec<(String, String, i32, i64, i64, i64)> = crate::per_backend!(conn, |c| {
+        use tally_deltas::dsl as t;
+        diesel::delete(t::tally_deltas)
+            .returning((t::village_id, t::metric, t::birth_year, t::yes, t::no, t::unknown))
+            .get_results(c)
+    })?;
+    Ok(into_tally(rows))
+}
+
+/// Each village's ancestors above it (depth >= 1).
+pub fn ancestors_above(conn: &mut DbConn, villages: &[String]) -> QueryResult<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for chunk in villages.chunks(CHUNK) {
+        out.extend(
+            unit_closure::table
+                .filter(unit_closure::descendant_id.eq_any(chunk))
+                .filter(unit_closure::depth.ge(1))
+                .select((unit_closure::descendant_id, unit_closure::ancestor_id))
+                .load::<(String, String)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Village counters of the given villages.
+pub fn of_villages(conn: &mut DbConn, villages: &[String]) -> QueryResult<Tally> {
+    let mut rows = Vec::new();
+    for chunk in villages.chunks(CHUNK) {
+        use village_tallies::dsl as t;
+        rows.extend(
+            t::village_tallies
+                .filter(t::village_id.eq_any(chunk))
+                .select((t::village_id, t::metric, t::birth_year, t::yes, t::no, t::unknown))
+                .load::<(String, String, i32, i64, i64, i64)>(conn)?,
+        );
+    }
+    Ok(into_tally(rows))
+}
+
+/// Totals of non-village units: folded rows plus the deltas not folded yet. Call inside one
+/// snapshot, or a fold between the two reads could count a delta twice or not at all.
+pub fn of_units(conn: &mut DbConn, units: &[String]) -> QueryResult<Tally> {
+    let mut rows = Vec::new();
+    for chunk in units.chunks(CHUNK) {
+        use unit_tallies::dsl as t;
+        rows.extend(
+            t::unit_tallies
+                .filter(t::unit_id.eq_any(chunk))
+                .select((t::unit_id, t::metric, t::birth_year, t::yes, t::no, t::unknown))
+                .load::<(String, String, i32, i64, i64, i64)>(conn)?,
+        );
+        rows.extend(
+            tally_deltas::table
+                .inner_join(unit_closure::table.on(unit_closure::descendant_id.eq(tally_deltas::village_id)))
+                .filter(unit_closure::ancestor_id.eq_any(chunk))
+                .filter(unit_closure::depth.ge(1))
+                .select((
+                    unit_closure::ancestor_id,
+                    tally_deltas::metric,
+                    tally_deltas::birth_year,
+                    tally_deltas::yes,
+                    tally_deltas::no,
+                    tally_deltas::unknown,
+                ))
+                .load::<(String, String, i32, i64, i64, i64)>(conn)?,
+        );
+    }
+    Ok(into_tally(rows))
+}
+
+/// Only the unfolded deltas, rolled up to the given units.
+pub fn of_units_deltas_only(conn: &mut DbConn, units: &[String]) -> QueryResult<Tally> {
+    let rows: Vec<(String, String, i32, i64, i64, i64)> = tally_deltas::table
+        .inner_join(unit_closure::table.on(unit_closure::descendant_id.eq(tally_deltas::village_id)))
+        .filter(unit_closure::depth.ge(1))
+        .select((
+            unit_closure::ancestor_id,
+            tally_deltas::metric,
+            tally_deltas::birth_year,
+            tally_deltas::yes,
+            tally_deltas::no,
+            tally_deltas::unknown,
+        ))
+        .load(conn)?;
+    let wanted: std::collections::HashSet<&String> = units.iter().collect();
+    Ok(into_tally(rows.into_iter().filter(|r| wanted.contains(&r.0))))
+}
+
+pub fn all_villages(conn: &mut DbConn) -> QueryResult<Tally> {
+    use village_tallies::dsl as t;
+    Ok(into_tally(
+        t::village_tallies
+            .select((t::village_id, t::metric, t::birth_year, t::yes, t::no, t::unknown))
+            .load(conn)?,
+    ))
+}
+
+pub fn all_units(conn: &mut DbConn) -> QueryResult<Tally> {
+    use unit_tallies::dsl as t;
+    Ok(into_tally(
+        t::unit_tallies
+            .select((t::unit_id, t::metric, t::birth_year, t::yes, t::no, t::unknown))
+            .load(conn)?,
+    ))
+}
+
+/// Replaces every village and unit counter (repair), leaving no unfolded delta.
+pub fn replace_all(conn: &mut DbConn, villages: &Tally, units: &Tally) -> QueryResult<()> {
+    diesel::delete(tally_deltas::table).execute(conn)?;
+    diesel::delete(village_tallies::table).execute(conn)?;
+    diesel::delete(unit_tallies::table).execute(conn)?;
+    let rows: Vec<VillageRow> = villages
+        .0
+        .iter()
+        .map(|(k, c)| VillageRow {
+            village_id: k.unit.clone(),
+            metric: k.metric.clone(),
+            birth_year: k.birth_year,
+            yes: c.yes,
+            no: c.no,
+            unknown: c.unknown,
+        })
+        .collect();
+    for chunk in rows.chunks(CHUNK) {
+        crate::per_backend!(&mut *conn, |c| diesel::insert_into(village_tallies::table)
+            .values(chunk)
+            .execute(c))?;
+    }
+    add_to_units(conn, units)
+}
+
+/// Every household and member (for recomputing all counters).
+pub fn all_bundles(conn: &mut DbConn) -> QueryResult<(Vec<HouseholdRow>, Vec<MemberRow>)> {
+    Ok((
+        households::table.select(HouseholdRow::as_select()).load(conn)?,
+        members::table.select(MemberRow::as_select()).load(conn)?,
+    ))
+}
