@@ -20,7 +20,10 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorPayload};
 pub use hlc::Hlc;
 pub use ids::{UnitId, UserId};
 pub use records::{RecordType, Tri};
-pub use units::{NewUnit, PathEntry, Unit, UnitCode, UnitLevel, UnitList, UnitName, UnitWithPath};
+pub use units::{
+    MergeUnits, MoveUnit, NewUnit, PathEntry, ReorgReport, Unit, UnitCode, UnitLevel, UnitList, UnitName,
+    UnitWithPath,
+};
 
 /// Body of `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -225,3 +225,36 @@ mod tests {
         assert!(UnitCode::parse(&"1".repeat(33)).is_err());
     }
 }
+
+/// `POST /api/v1/units/{id}/move`: the unit and its subtree go under another parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MoveUnit {
+    pub parent_id: UnitId,
+    /// `YYYY-MM-DD`, not in the future.
+    pub effective_on: String,
+}
+
+/// `POST /api/v1/units/merge`: the children of every source move under `into`; the sources
+/// are retired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MergeUnits {
+    pub sources: Vec<UnitId>,
+    pub into: UnitId,
+    /// `YYYY-MM-DD`, not in the future.
+    pub effective_on: String,
+}
+
+/// What a reorganisation changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReorgReport {
+    /// Units that moved to a new parent.
+    pub moved: Vec<UnitId>,
+    /// Units retired (merged away).
+    pub retired: Vec<UnitId>,
+    pub effective_on: String,
+}

@@ -250,35 +250,31 @@ impl TestApp {
 
     /// Imports a units CSV as `hamlet units import` does.
     pub fn import_units(&self, csv: &str) {
-        let mut conn = self.pool.get().expect("connection");
-        import(&mut conn, csv.as_bytes(), &ImportOptions::default(), |_| {}).expect("import");
+        import_units(&self.pool, csv);
     }
 
     /// The id of the live unit with `code`.
     pub fn unit_id(&self, code: &str) -> UnitId {
-        let mut conn = self.pool.get().expect("connection");
-        db::units::find_live_by_code(&mut conn, code)
-            .expect("query")
-            .expect("unit exists")
-            .id
-            .parse()
-            .expect("uuid")
+        unit_id(&self.pool, code)
     }
 
-    /// Creates a user as `hamlet user add` does (cheap hashing: these users are fixtures).
-    pub fn add_user(&self, username: &str, password: &str, role: Role, scope: &[&str]) -> UserId {
+    /// The id of the unit that holds (or first held) `code`, retired units included.
+    pub fn unit_id_any(&self, code: &str) -> UnitId {
+        use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
+        use hamlet_server::db::schema::units;
         let mut conn = self.pool.get().expect("connection");
-        let scope = scope.iter().map(|c| self.unit_id(c)).collect();
-        let draft = UserDraft {
-            username: Username::parse(username).expect("username"),
-            password: password.to_owned(),
-            role,
-            scope,
-        };
-        let hash = PasswordParams::default().hash(password).expect("hash");
-        insert_user(&mut conn, &draft, hash, None)
-            .expect("insert user")
-            .id
+        let id: String = units::table
+            .filter(units::code.eq(code))
+            .order(units::created_us.asc())
+            .select(units::id)
+            .first(&mut *conn)
+            .expect("unit exists");
+        id.parse().expect("uuid")
+    }
+
+    /// Creates a user as `hamlet user add` does.
+    pub fn add_user(&self, username: &str, password: &str, role: Role, scope: &[&str]) -> UserId {
+        add_user(&self.pool, username, password, role, scope)
     }
 
     /// Logs in on a fresh device; returns an API handle carrying the access token.

@@ -371,6 +371,8 @@ fn openapi_lists_every_route(backend: Backend) {
         ("get", "/api/v1/aggregates/{unit_id}"),
         ("get", "/api/v1/aggregates/{unit_id}/children"),
         ("get", "/api/v1/aggregates/{unit_id}/export"),
+        ("post", "/api/v1/units/{id}/move"),
+        ("post", "/api/v1/units/merge"),
     ];
     for (method, path) in expected {
         let op = &doc["paths"][path][method];

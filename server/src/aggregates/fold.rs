@@ -9,48 +9,65 @@ use std::collections::HashMap;
 const FOLD_LOCK_KEY: i64 = 0x4841_4d4c_4654;
 
 /// Moves every committed delta into `unit_tallies` (one fold at a time across processes).
-/// Returns how many delta rows were folded.
+/// Returns how many delta rows were folded; 0 when another process is folding.
 pub fn fold(conn: &mut DbConn) -> AppResult<usize> {
-    crate::sync::write_transaction(conn, |conn| {
-        if let DbConn::Pg(c) = conn {
-            #[derive(diesel::QueryableByName)]
-            struct Got {
-                #[diesel(sql_type = diesel::sql_types::Bool)]
-                locked: bool,
-            }
-            let got: Got = diesel::RunQueryDsl::get_result(
-                diesel::sql_query(format!(
-                    "SELECT pg_try_advisory_xact_lock({FOLD_LOCK_KEY}) AS locked"
-                )),
-                c,
-            )?;
-            if !got.locked {
-                return Ok(0);
-            }
+    crate::sync::write_transaction(
+        conn,
+        |conn| if try_lock(conn)? { fold_locked(conn) } else { Ok(0) },
+    )
+}
+
+#[derive(diesel::QueryableByName)]
+struct Got {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    locked: bool,
+}
+
+/// Takes the fold lock for this transaction if free (always free on SQLite: one writer).
+fn try_lock(conn: &mut DbConn) -> AppResult<bool> {
+    match conn {
+        DbConn::Pg(c) => {
+            let sql = format!("SELECT pg_try_advisory_xact_lock({FOLD_LOCK_KEY}) AS locked");
+            Ok(diesel::RunQueryDsl::get_result::<Got>(diesel::sql_query(sql), c)?.locked)
         }
-        let deltas = db::tallies::take_deltas(conn)?;
-        if deltas.0.is_empty() {
-            return Ok(0);
+        DbConn::Sqlite(_) => Ok(true),
+    }
+}
+
+/// Waits for the fold lock (for reorganisations, which must see every delta folded).
+pub fn lock(conn: &mut DbConn) -> AppResult<()> {
+    if let DbConn::Pg(c) = conn {
+        diesel::RunQueryDsl::execute(
+            diesel::sql_query(format!("SELECT pg_advisory_xact_lock({FOLD_LOCK_KEY})")),
+            c,
+        )?;
+    }
+    Ok(())
+}
+
+/// Folds, in the caller's transaction, which must hold the fold lock.
+pub fn fold_locked(conn: &mut DbConn) -> AppResult<usize> {
+    let deltas = db::tallies::take_deltas(conn)?;
+    if deltas.0.is_empty() {
+        return Ok(0);
+    }
+    let villages: Vec<String> = deltas
+        .0
+        .keys()
+        .map(|k| k.unit.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut above: HashMap<String, Vec<String>> = HashMap::new();
+    for (village, ancestor) in db::tallies::ancestors_above(conn, &villages)? {
+        above.entry(village).or_default().push(ancestor);
+    }
+    let mut units = Tally::default();
+    for (k, c) in &deltas.0 {
+        for ancestor in above.get(&k.unit).into_iter().flatten() {
+            units.add(ancestor, &k.metric, k.birth_year, *c);
         }
-        let villages: Vec<String> = deltas
-            .0
-            .keys()
-            .map(|k| k.unit.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let mut above: HashMap<String, Vec<String>> = HashMap::new();
-        for (village, ancestor) in db::tallies::ancestors_above(conn, &villages)? {
-            above.entry(village).or_default().push(ancestor);
-        }
-        let mut units = Tally::default();
-        for (k, c) in &deltas.0 {
-            for ancestor in above.get(&k.unit).into_iter().flatten() {
-                units.add(ancestor, &k.metric, k.birth_year, *c);
-            }
-        }
-        let n = deltas.0.len();
-        db::tallies::add_to_units(conn, &units.without_zeros())?;
-        Ok(n)
-    })
+    }
+    db::tallies::add_to_units(conn, &units.without_zeros())?;
+    Ok(deltas.0.len())
 }

@@ -176,8 +176,71 @@ pub fn build(unit: &Unit, t: &Tally, req: &Request, settings: &AggregateSettings
     }
 }
 
-/// `GET /api/v1/aggregates/{unit_id}`. The tree is the current one: no reorganisation is
-/// recorded yet, so it is also the tree of every past date.
+/// The tree of a past date, when it differs from today's.
+struct PastTree {
+    day: String,
+    children: HashMap<String, Vec<String>>,
+    present: std::collections::HashSet<String>,
+}
+
+fn past_tree(conn: &mut DbConn, req: &Request) -> AppResult<Option<PastTree>> {
+    let day = req.as_of.to_string();
+    if req.as_of >= time::OffsetDateTime::now_utc().date() || !db::units::changed_after(conn, &day)? {
+        return Ok(None);
+    }
+    let mut children: HashMap<String, Vec<String>> = HashMap::new();
+    let mut present = std::collections::HashSet::new();
+    for (unit, parent) in db::units::edges_on(conn, &day)? {
+        if let Some(p) = parent {
+            children.entry(p).or_default().push(unit.clone());
+        }
+        present.insert(unit);
+    }
+    Ok(Some(PastTree {
+        day,
+        children,
+        present,
+    }))
+}
+
+impl PastTree {
+    /// The unit as it is recorded (retired units included), if it existed on the day.
+    fn unit(&self, conn: &mut DbConn, id: UnitId) -> AppResult<Unit> {
+        let key = id.to_string();
+        match db::units::find(conn, &key)? {
+            Some(row) if self.present.contains(&key) => unit_from_row(row),
+            _ => Err(AppError::not_found(format!("unit {id} on {}", self.day))),
+        }
+    }
+
+    /// Counters of each root's subtree on the day (current records, past tree).
+    fn tallies(&self, conn: &mut DbConn, roots: &[String]) -> AppResult<HashMap<String, Tally>> {
+        let mut owner: HashMap<String, String> = HashMap::new();
+        for root in roots {
+            let mut stack = vec![root.clone()];
+            while let Some(u) = stack.pop() {
+                stack.extend(self.children.get(&u).into_iter().flatten().cloned());
+                owner.insert(u, root.clone());
+            }
+        }
+        let ids: Vec<String> = owner.keys().cloned().collect();
+        let villages: Vec<String> = db::units::find_many(conn, &ids)?
+            .into_iter()
+            .filter(|u| u.level == UnitLevel::Village.as_str())
+            .map(|u| u.id)
+            .collect();
+        let mut out: HashMap<String, Tally> = roots.iter().map(|r| (r.clone(), Tally::default())).collect();
+        for (k, c) in db::tallies::of_villages(conn, &villages)?.0 {
+            if let Some(root) = owner.get(&k.unit) {
+                out.entry(root.clone()).or_default().0.insert(k, c);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `GET /api/v1/aggregates/{unit_id}`: the subtree of the unit in the tree of `as_of` (today's
+/// by default), counted from the current records.
 pub fn aggregate(
     conn: &mut DbConn,
     principal: &Principal,
@@ -185,11 +248,25 @@ pub fn aggregate(
     req: &Request,
     settings: &AggregateSettings,
 ) -> AppResult<Aggregate> {
-    let unit = crate::units::get(conn, id)?;
-    authorize(conn, principal, Action::ReadAggregates(id))?;
-    let t = tallies_of(conn, std::slice::from_ref(&unit))?
-        .remove(&id.to_string())
-        .unwrap_or_default();
+    let (unit, t) = match past_tree(conn, req)? {
+        Some(tree) => {
+            let unit = tree.unit(conn, id)?;
+            authorize(conn, principal, Action::ReadAggregates(id))?;
+            let t = tree
+                .tallies(conn, &[id.to_string()])?
+                .remove(&id.to_string())
+                .unwrap_or_default();
+            (unit, t)
+        }
+        None => {
+            let unit = crate::units::get(conn, id)?;
+            authorize(conn, principal, Action::ReadAggregates(id))?;
+            let t = tallies_of(conn, std::slice::from_ref(&unit))?
+                .remove(&id.to_string())
+                .unwrap_or_default();
+            (unit, t)
+        }
+    };
     Ok(build(&unit, &t, req, settings, principal.role))
 }
 
@@ -201,13 +278,30 @@ pub fn children(
     req: &Request,
     settings: &AggregateSettings,
 ) -> AppResult<ChildAggregates> {
-    let unit = crate::units::get(conn, id)?;
-    authorize(conn, principal, Action::ReadAggregates(id))?;
-    let kids: Vec<Unit> = db::units::children(conn, &id.to_string())?
-        .into_iter()
-        .map(unit_from_row)
-        .collect::<AppResult<_>>()?;
-    let mut t = tallies_of(conn, &kids)?;
+    let (unit, kids, mut t) = match past_tree(conn, req)? {
+        Some(tree) => {
+            let unit = tree.unit(conn, id)?;
+            authorize(conn, principal, Action::ReadAggregates(id))?;
+            let ids = tree.children.get(&id.to_string()).cloned().unwrap_or_default();
+            let mut kids: Vec<Unit> = db::units::find_many(conn, &ids)?
+                .into_iter()
+                .map(unit_from_row)
+                .collect::<AppResult<_>>()?;
+            kids.sort_by(|a, b| (&a.code, &a.name).cmp(&(&b.code, &b.name)));
+            let t = tree.tallies(conn, &ids)?;
+            (unit, kids, t)
+        }
+        None => {
+            let unit = crate::units::get(conn, id)?;
+            authorize(conn, principal, Action::ReadAggregates(id))?;
+            let kids: Vec<Unit> = db::units::children(conn, &id.to_string())?
+                .into_iter()
+                .map(unit_from_row)
+                .collect::<AppResult<_>>()?;
+            let t = tallies_of(conn, &kids)?;
+            (unit, kids, t)
+        }
+    };
     let children = kids
         .iter()
         .map(|k| {

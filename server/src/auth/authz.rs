@@ -27,6 +27,8 @@ pub enum Action<'a> {
     ManageConflicts(UnitId),
     /// Read the audit log.
     ReadAudit,
+    /// Move or merge units: every unit named (and so their subtrees) must be in scope.
+    Reorganise { units: &'a [UnitId] },
 }
 
 impl Action<'_> {
@@ -38,7 +40,8 @@ impl Action<'_> {
             Action::CreateUnit { .. }
             | Action::ManageUser { .. }
             | Action::ManageConflicts(_)
-            | Action::ReadAudit => role == Admin,
+            | Action::ReadAudit
+            | Action::Reorganise { .. } => role == Admin,
         }
     }
 
@@ -50,6 +53,7 @@ impl Action<'_> {
             | Action::ManageConflicts(u)
             | Action::CreateUnit { parent: u } => vec![u],
             Action::ManageUser { scope } => scope.to_vec(),
+            Action::Reorganise { units } => units.to_vec(),
             Action::Push | Action::Pull | Action::ReadAudit => Vec::new(),
         }
     }
@@ -65,6 +69,7 @@ impl Action<'_> {
             Action::WriteVillage(_) => "write records in this village",
             Action::ManageConflicts(_) => "manage conflicts",
             Action::ReadAudit => "read the audit log",
+            Action::Reorganise { .. } => "reorganise units",
         }
     }
 }

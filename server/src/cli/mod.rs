@@ -75,6 +75,29 @@ pub enum UnitsCommand {
         #[arg(long)]
         parent: Option<String>,
     },
+    /// Move a unit (and its subtree) under another parent, effective on a date.
+    Move {
+        /// Unit id or code.
+        unit: String,
+        /// The new parent (id or code).
+        #[arg(long)]
+        to: String,
+        /// YYYY-MM-DD, not in the future.
+        #[arg(long)]
+        effective: String,
+    },
+    /// Merge units into one: their children move under it and they are retired.
+    Merge {
+        /// Units to merge away (ids or codes).
+        #[arg(required = true)]
+        sources: Vec<String>,
+        /// The unit they merge into (id or code).
+        #[arg(long)]
+        into: String,
+        /// YYYY-MM-DD, not in the future.
+        #[arg(long)]
+        effective: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -275,6 +298,43 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 Err(ImportError::App(e)) => Err(app_error(e)),
             }
         }
+        Command::Units {
+            command: UnitsCommand::Move { unit, to, effective },
+        } => {
+            let pool = pool_for_cli(&url)?;
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            let (unit, to) = (resolve_unit(&mut conn, &unit)?, resolve_unit(&mut conn, &to)?);
+            let date = crate::units::reorg::parse_effective(&effective).map_err(app_error)?;
+            let r = crate::units::reorg::move_unit(&mut conn, None, unit, to, date).map_err(app_error)?;
+            println!("moved {} unit(s), effective {}", r.moved.len(), r.effective_on);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Units {
+            command:
+                UnitsCommand::Merge {
+                    sources,
+                    into,
+                    effective,
+                },
+        } => {
+            let pool = pool_for_cli(&url)?;
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            let sources = sources
+                .iter()
+                .map(|s| resolve_unit(&mut conn, s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let into = resolve_unit(&mut conn, &into)?;
+            let date = crate::units::reorg::parse_effective(&effective).map_err(app_error)?;
+            let r =
+                crate::units::reorg::merge_units(&mut conn, None, &sources, into, date).map_err(app_error)?;
+            println!(
+                "merged {} unit(s): {} child unit(s) moved, effective {}",
+                r.retired.len(),
+                r.moved.len(),
+                r.effective_on
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::User {
             command:
                 UserCommand::Add {
@@ -346,7 +406,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             } else if report.repaired {
                 println!(
                     "verify: {} difference(s) found and repaired",
-                    report.missing_closure_rows + report.extra_closure_rows
+                    report.missing_closure_rows + report.extra_closure_rows + report.tally_differences
                 );
                 Ok(ExitCode::SUCCESS)
             } else {

@@ -99,10 +99,11 @@ impl DbManager {
     }
 }
 
-/// Applied on every new SQLite connection: concurrent readers with one writer (WAL), enforced
-/// foreign keys, and a wait instead of an immediate SQLITE_BUSY when another writer holds the lock.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+/// Applied on every new SQLite connection: first a wait instead of an immediate SQLITE_BUSY when
+/// another writer holds the lock (it must come first: the other pragmas may need that lock),
+/// then concurrent readers with one writer (WAL) and enforced foreign keys.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
 
 impl ManageConnection for DbManager {
     type Connection = DbConn;

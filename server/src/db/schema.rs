@@ -208,6 +208,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    unit_history (seq) {
+        seq -> BigInt,
+        unit_id -> Text,
+        parent_id -> Nullable<Text>,
+        valid_from -> Nullable<Text>,
+        valid_to -> Nullable<Text>,
+        created_us -> BigInt,
+    }
+}
+
+diesel::table! {
+    reorganisations (id) {
+        id -> Text,
+        kind -> Text,
+        effective_on -> Text,
+        detail -> Text,
+        actor_user_id -> Nullable<Text>,
+        created_us -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     units,
     unit_closure,
@@ -226,4 +248,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     tally_deltas,
     unit_tallies,
+    unit_history,
+    reorganisations,
 );

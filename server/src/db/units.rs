@@ -1,7 +1,7 @@
 //! Queries on `units` and `unit_closure`.
 
 use super::DbConn;
-use super::schema::{unit_closure, units};
+use super::schema::{reorganisations, unit_closure, unit_history, units};
 use diesel::prelude::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -106,11 +106,25 @@ pub fn any_covers(conn: &mut DbConn, ancestors: &[String], descendant: &str) -> 
     .get_result(conn)
 }
 
-/// Inserts units and their closure rows, in chunks.
+/// Inserts units, their closure rows and their first placement in the history, in chunks.
 pub fn insert_all(conn: &mut DbConn, rows: &[UnitRow], closure: &[ClosureRow]) -> QueryResult<()> {
     for chunk in rows.chunks(INSERT_CHUNK) {
         crate::per_backend!(&mut *conn, |c| diesel::insert_into(units::table)
             .values(chunk)
+            .execute(c))?;
+        // Every unit starts with an open-ended placement under its parent.
+        let history: Vec<_> = chunk
+            .iter()
+            .map(|u| {
+                (
+                    unit_history::unit_id.eq(u.id.clone()),
+                    unit_history::parent_id.eq(u.parent_id.clone()),
+                    unit_history::created_us.eq(u.created_us),
+                )
+            })
+            .collect();
+        crate::per_backend!(&mut *conn, |c| diesel::insert_into(unit_history::table)
+            .values(&history)
             .execute(c))?;
     }
     for chunk in closure.chunks(INSERT_CHUNK) {
@@ -178,4 +192,135 @@ pub fn subtree(conn: &mut DbConn, root: &str) -> QueryResult<Vec<UnitRow>> {
         .filter(units::retired_us.is_null())
         .select(UnitRow::as_select())
         .load(conn)
+}
+
+/// `(unit, parent)` edges of the tree as it was on `date` (YYYY-MM-DD).
+pub fn edges_on(conn: &mut DbConn, date: &str) -> QueryResult<Vec<(String, Option<String>)>> {
+    unit_history::table
+        .filter(
+            unit_history::valid_from
+                .is_null()
+                .or(unit_history::valid_from.le(date)),
+        )
+        .filter(
+            unit_history::valid_to
+                .is_null()
+                .or(unit_history::valid_to.gt(date)),
+        )
+        .select((unit_history::unit_id, unit_history::parent_id))
+        .load(conn)
+}
+
+/// Whether the tree changed after `date`: if not, the current tree is the tree of that date.
+pub fn changed_after(conn: &mut DbConn, date: &str) -> QueryResult<bool> {
+    use diesel::dsl::{exists, select};
+    select(exists(
+        unit_history::table.filter(
+            unit_history::valid_from
+                .gt(date)
+                .or(unit_history::valid_to.gt(date)),
+        ),
+    ))
+    .get_result(conn)
+}
+
+/// The start of the unit's current placement (None: since before records).
+pub fn current_since(conn: &mut DbConn, unit: &str) -> QueryResult<Option<Option<String>>> {
+    unit_history::table
+        .filter(unit_history::unit_id.eq(unit))
+        .filter(unit_history::valid_to.is_null())
+        .select(unit_history::valid_from)
+        .first(conn)
+        .optional()
+}
+
+/// Ends the unit's current placement on `date`, and starts one under `parent` (unless retired).
+pub fn reparent_history(
+    conn: &mut DbConn,
+    unit: &str,
+    parent: Option<&str>,
+    date: &str,
+    now_us: i64,
+) -> QueryResult<()> {
+    diesel::update(
+        unit_history::table
+            .filter(unit_history::unit_id.eq(unit))
+            .filter(unit_history::valid_to.is_null()),
+    )
+    .set(unit_history::valid_to.eq(date))
+    .execute(conn)?;
+    if let Some(p) = parent {
+        diesel::insert_into(unit_history::table)
+            .values((
+                unit_history::unit_id.eq(unit),
+                unit_history::parent_id.eq(p),
+                unit_history::valid_from.eq(date),
+                unit_history::created_us.eq(now_us),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn set_parent(conn: &mut DbConn, unit: &str, parent: &str) -> QueryResult<usize> {
+    diesel::update(units::table.find(unit))
+        .set(units::parent_id.eq(parent))
+        .execute(conn)
+}
+
+pub fn retire(conn: &mut DbConn, unit: &str, now_us: i64) -> QueryResult<usize> {
+    diesel::update(units::table.find(unit))
+        .set(units::retired_us.eq(now_us))
+        .execute(conn)
+}
+
+/// Closure rows whose descendant lies in the subtree of `root` (the subtree's own rows included).
+pub fn closure_below(conn: &mut DbConn, root: &str) -> QueryResult<Vec<ClosureRow>> {
+    let subtree: Vec<String> = unit_closure::table
+        .filter(unit_closure::ancestor_id.eq(root))
+        .select(unit_closure::descendant_id)
+        .load(conn)?;
+    ancestors_of(conn, &subtree)
+}
+
+pub fn delete_closure(conn: &mut DbConn, rows: &[ClosureRow]) -> QueryResult<()> {
+    for r in rows {
+        diesel::delete(unit_closure::table.find((&r.ancestor_id, &r.descendant_id))).execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn record_reorganisation(
+    conn: &mut DbConn,
+    id: &str,
+    kind: &str,
+    effective_on: &str,
+    detail: &str,
+    actor: Option<&str>,
+    now_us: i64,
+) -> QueryResult<usize> {
+    diesel::insert_into(reorganisations::table)
+        .values((
+            reorganisations::id.eq(id),
+            reorganisations::kind.eq(kind),
+            reorganisations::effective_on.eq(effective_on),
+            reorganisations::detail.eq(detail),
+            reorganisations::actor_user_id.eq(actor),
+            reorganisations::created_us.eq(now_us),
+        ))
+        .execute(conn)
+}
+
+/// Units by id, retired ones included.
+pub fn find_many(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<UnitRow>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        out.extend(
+            units::table
+                .filter(units::id.eq_any(chunk))
+                .select(UnitRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
 }

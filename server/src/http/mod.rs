@@ -60,6 +60,8 @@ where
             .service(auth::revoke_device)
             .service(auth::list_audit)
             .service(units::create_unit)
+            .service(units::merge_units)
+            .service(units::move_unit)
             .service(units::get_unit)
             .service(units::get_children)
             .service(sync::push)

@@ -5,7 +5,9 @@ use crate::error::AppResult;
 use crate::state::AppState;
 use crate::units::{self, UnitDraft};
 use actix_web::{HttpResponse, get, post, web};
-use hamlet_shared::{ErrorBody, NewUnit, Unit, UnitId, UnitList, UnitWithPath};
+use hamlet_shared::{
+    ErrorBody, MergeUnits, MoveUnit, NewUnit, ReorgReport, Unit, UnitId, UnitList, UnitWithPath,
+};
 
 /// A unit with its path from the root.
 #[utoipa::path(
@@ -83,4 +85,58 @@ pub async fn create_unit(
         .db(move |conn| units::create(conn, &principal, draft))
         .await?;
     Ok(HttpResponse::Created().json(unit))
+}
+
+/// Moves a unit and its subtree under another parent, effective on a date (admins of both).
+#[utoipa::path(
+    tag = "units",
+    params(("id" = String, Path, description = "Unit id (UUID)")),
+    request_body = MoveUnit,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ReorgReport),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+    )
+)]
+#[post("/units/{id}/move")]
+pub async fn move_unit(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<UnitId>,
+    body: web::Json<MoveUnit>,
+) -> AppResult<web::Json<ReorgReport>> {
+    let (id, body) = (id.into_inner(), body.into_inner());
+    let date = units::reorg::parse_effective(&body.effective_on)?;
+    Ok(web::Json(
+        state
+            .db(move |conn| units::reorg::move_unit(conn, Some(&principal), id, body.parent_id, date))
+            .await?,
+    ))
+}
+
+/// Merges units into one: their children move under it and they are retired (admins of all).
+#[utoipa::path(
+    tag = "units",
+    request_body = MergeUnits,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ReorgReport),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+    )
+)]
+#[post("/units/merge")]
+pub async fn merge_units(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<MergeUnits>,
+) -> AppResult<web::Json<ReorgReport>> {
+    let body = body.into_inner();
+    let date = units::reorg::parse_effective(&body.effective_on)?;
+    Ok(web::Json(
+        state
+            .db(move |conn| units::reorg::merge_units(conn, Some(&principal), &body.sources, body.into, date))
+            .await?,
+    ))
 }

@@ -1,0 +1,2 @@
+DROP TABLE reorganisations;
+DROP TABLE unit_history;
