@@ -430,6 +430,11 @@ fn exports_parse_back_to_the_same_numbers(backend: Backend) {
         400,
         "bad_request",
     );
+    let past = app.get(
+        &format!("/api/v1/aggregates/{p1}/export?format=csv&as_of=2025-01-01"),
+        Some(&token),
+    );
+    assert_error(&past, 422, "validation_failed");
 }
 
 fn verify_finds_and_repairs_a_corrupted_counter(backend: Backend) {

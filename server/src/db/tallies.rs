@@ -230,21 +230,42 @@ pub fn of_units(conn: &mut DbConn, units: &[String]) -> QueryResult<Tally> {
                 .select((t::unit_id, t::metric, t::birth_year, t::yes, t::no, t::unknown))
                 .load::<(String, String, i32, i64, i64, i64)>(conn)?,
         );
-        rows.extend(
-            tally_deltas::table
-                .inner_join(unit_closure::table.on(unit_closure::descendant_id.eq(tally_deltas::village_id)))
-                .filter(unit_closure::ancestor_id.eq_any(chunk))
-                .filter(unit_closure::depth.ge(1))
-                .select((
-                    unit_closure::ancestor_id,
-                    tally_deltas::metric,
-                    tally_deltas::birth_year,
-                    tally_deltas::yes,
-                    tally_deltas::no,
-                    tally_deltas::unknown,
-                ))
-                .load::<(String, String, i32, i64, i64, i64)>(conn)?,
-        );
+    }
+    // The unfolded tail is short (one fold interval): read it whole, then find which of its
+    // villages lie under the asked units by primary-key probes of the closure. Joining from the
+    // closure side instead scans every descendant of a large unit.
+    let deltas: Vec<(String, String, i32, i64, i64, i64)> = {
+        use tally_deltas::dsl as d;
+        d::tally_deltas
+            .select((d::village_id, d::metric, d::birth_year, d::yes, d::no, d::unknown))
+            .load(conn)?
+    };
+    if !deltas.is_empty() {
+        let villages: Vec<String> = deltas
+            .iter()
+            .map(|r| r.0.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut under: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+        for unit_chunk in units.chunks(CHUNK) {
+            for village_chunk in villages.chunks(CHUNK) {
+                let pairs: Vec<(String, String)> = unit_closure::table
+                    .filter(unit_closure::ancestor_id.eq_any(unit_chunk))
+                    .filter(unit_closure::descendant_id.eq_any(village_chunk))
+                    .filter(unit_closure::depth.ge(1))
+                    .select((unit_closure::descendant_id, unit_closure::ancestor_id))
+                    .load(conn)?;
+                for (village, unit) in pairs {
+                    under.entry(village).or_default().push(unit);
+                }
+            }
+        }
+        for (village, metric, year, yes, no, unknown) in deltas {
+            for unit in under.get(&village).into_iter().flatten() {
+                rows.push((unit.clone(), metric.clone(), year, yes, no, unknown));
+            }
+        }
     }
     Ok(into_tally(rows))
 }

@@ -68,6 +68,7 @@ pub struct ExportQuery {
     /// `csv` or `xlsx`.
     pub format: String,
     pub year: Option<i32>,
+    /// Only today's date (the default) is supported for exports so far.
     pub as_of: Option<String>,
 }
 
@@ -90,6 +91,13 @@ pub async fn export(
     q: web::Query<ExportQuery>,
 ) -> AppResult<HttpResponse> {
     let req = Request::parse(q.year, q.as_of.as_deref())?;
+    if req.as_of != time::OffsetDateTime::now_utc().date() {
+        return Err(AppError::invalid(hamlet_shared::ErrorDetail::field(
+            "as_of",
+            hamlet_shared::ErrorCode::InvalidValue,
+            "exports use the current tree; a past as_of is not supported for exports yet",
+        )));
+    }
     let id = id.into_inner();
     let settings = state.aggregates;
     let plan = state
