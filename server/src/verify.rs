@@ -97,24 +97,8 @@ pub fn verify(conn: &mut DbConn, repair: bool) -> AppResult<VerifyReport> {
 fn expected_tallies(conn: &mut DbConn) -> AppResult<(Tally, Tally)> {
     let (households, members) = db::tallies::all_bundles(conn)?;
     let villages = tallies::of_bundles(&households, &members);
-    let ids: Vec<String> = villages
-        .0
-        .keys()
-        .map(|k| k.unit.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut above: HashMap<String, Vec<String>> = HashMap::new();
-    for (village, ancestor) in db::tallies::ancestors_above(conn, &ids)? {
-        above.entry(village).or_default().push(ancestor);
-    }
-    let mut units = Tally::default();
-    for (k, c) in &villages.0 {
-        for a in above.get(&k.unit).into_iter().flatten() {
-            units.add(a, &k.metric, k.birth_year, *c);
-        }
-    }
-    Ok((villages.without_zeros(), units.without_zeros()))
+    let units = crate::aggregates::fold::roll_up(conn, &villages)?;
+    Ok((villages.without_zeros(), units))
 }
 
 fn compare(table: &str, stored: &Tally, expected: &Tally, report: &mut VerifyReport) {

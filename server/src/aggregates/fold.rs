@@ -51,7 +51,14 @@ pub fn fold_locked(conn: &mut DbConn) -> AppResult<usize> {
     if deltas.0.is_empty() {
         return Ok(0);
     }
-    let villages: Vec<String> = deltas
+    let units = roll_up(conn, &deltas)?;
+    db::tallies::add_to_units(conn, &units)?;
+    Ok(deltas.0.len())
+}
+
+/// Village-keyed counts re-keyed to every unit above each village (the village itself excluded).
+pub fn roll_up(conn: &mut DbConn, villages: &Tally) -> AppResult<Tally> {
+    let ids: Vec<String> = villages
         .0
         .keys()
         .map(|k| k.unit.clone())
@@ -59,15 +66,14 @@ pub fn fold_locked(conn: &mut DbConn) -> AppResult<usize> {
         .into_iter()
         .collect();
     let mut above: HashMap<String, Vec<String>> = HashMap::new();
-    for (village, ancestor) in db::tallies::ancestors_above(conn, &villages)? {
+    for (village, ancestor) in db::tallies::ancestors_above(conn, &ids)? {
         above.entry(village).or_default().push(ancestor);
     }
     let mut units = Tally::default();
-    for (k, c) in &deltas.0 {
+    for (k, c) in &villages.0 {
         for ancestor in above.get(&k.unit).into_iter().flatten() {
             units.add(ancestor, &k.metric, k.birth_year, *c);
         }
     }
-    db::tallies::add_to_units(conn, &units.without_zeros())?;
-    Ok(deltas.0.len())
+    Ok(units.without_zeros())
 }

@@ -97,11 +97,30 @@ pub fn bundles(
     Ok((hs, ms))
 }
 
-/// Moves village counters by `delta` (in key order) and appends the same delta for the roll-ups.
-pub fn add_to_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
-    let rows: Vec<VillageRow> = delta
-        .0
-        .iter()
+/// Adds `$rows` to a counter table keyed by `($key...)`, incrementing rows that exist: one
+/// statement per chunk, rows in the caller's (key) order.
+macro_rules! add_counts {
+    ($conn:expr, $table:ident, $rows:expr, ($($key:ident),+)) => {
+        for chunk in $rows.chunks(CHUNK) {
+            crate::per_backend!(&mut *$conn, |c| {
+                use $table::dsl as t;
+                diesel::insert_into(t::$table)
+                    .values(chunk)
+                    .on_conflict(($(t::$key),+))
+                    .do_update()
+                    .set((
+                        t::yes.eq(t::yes + excluded(t::yes)),
+                        t::no.eq(t::no + excluded(t::no)),
+                        t::unknown.eq(t::unknown + excluded(t::unknown)),
+                    ))
+                    .execute(c)
+            })?;
+        }
+    };
+}
+
+fn village_rows(t: &Tally) -> Vec<VillageRow> {
+    t.0.iter()
         .map(|(k, c)| VillageRow {
             village_id: k.unit.clone(),
             metric: k.metric.clone(),
@@ -110,22 +129,14 @@ pub fn add_to_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
             no: c.no,
             unknown: c.unknown,
         })
-        .collect();
-    for chunk in rows.chunks(CHUNK) {
-        crate::per_backend!(&mut *conn, |c| {
-            use village_tallies::dsl as t;
-            diesel::insert_into(t::village_tallies)
-                .values(chunk)
-                .on_conflict((t::village_id, t::metric, t::birth_year))
-                .do_update()
-                .set((
-                    t::yes.eq(t::yes + excluded(t::yes)),
-                    t::no.eq(t::no + excluded(t::no)),
-                    t::unknown.eq(t::unknown + excluded(t::unknown)),
-                ))
-                .execute(c)
-        })?;
-    }
+        .collect()
+}
+
+/// Moves village counters by `delta` (in key order: village first) and appends the same delta
+/// for the roll-ups.
+pub fn add_to_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
+    let rows = village_rows(delta);
+    add_counts!(conn, village_tallies, rows, (village_id, metric, birth_year));
     let deltas: Vec<NewDelta> = rows
         .into_iter()
         .map(|r| NewDelta {
@@ -159,21 +170,7 @@ pub fn add_to_units(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
             unknown: c.unknown,
         })
         .collect();
-    for chunk in rows.chunks(CHUNK) {
-        crate::per_backend!(&mut *conn, |c| {
-            use unit_tallies::dsl as t;
-            diesel::insert_into(t::unit_tallies)
-                .values(chunk)
-                .on_conflict((t::unit_id, t::metric, t::birth_year))
-                .do_update()
-                .set((
-                    t::yes.eq(t::yes + excluded(t::yes)),
-                    t::no.eq(t::no + excluded(t::no)),
-                    t::unknown.eq(t::unknown + excluded(t::unknown)),
-                ))
-                .execute(c)
-        })?;
-    }
+    add_counts!(conn, unit_tallies, rows, (unit_id, metric, birth_year));
     Ok(())
 }
 
@@ -311,18 +308,7 @@ pub fn replace_all(conn: &mut DbConn, villages: &Tally, units: &Tally) -> QueryR
     diesel::delete(tally_deltas::table).execute(conn)?;
     diesel::delete(village_tallies::table).execute(conn)?;
     diesel::delete(unit_tallies::table).execute(conn)?;
-    let rows: Vec<VillageRow> = villages
-        .0
-        .iter()
-        .map(|(k, c)| VillageRow {
-            village_id: k.unit.clone(),
-            metric: k.metric.clone(),
-            birth_year: k.birth_year,
-            yes: c.yes,
-            no: c.no,
-            unknown: c.unknown,
-        })
-        .collect();
+    let rows = village_rows(villages);
     for chunk in rows.chunks(CHUNK) {
         crate::per_backend!(&mut *conn, |c| diesel::insert_into(village_tallies::table)
             .values(chunk)
