@@ -8,7 +8,6 @@ use crate::db::records::{HouseholdRow, MemberRow};
 use crate::db::units::{ClosureRow, UnitRow};
 use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
-use diesel::Connection;
 use hamlet_shared::{Role, UnitId, UnitLevel, Username};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -70,7 +69,7 @@ fn unit_row(code: &str, name: &str, level: UnitLevel, parent: Option<&str>, now:
 /// Seeds the demo province under the live `VN` country (created if missing). `hash` is the
 /// demo password hashed with the server's parameters. Refuses when the province exists.
 pub fn seed(conn: &mut DbConn, seed: u64, hash: String) -> AppResult<DemoReport> {
-    conn.transaction(|conn| {
+    crate::db::tx::write(conn, |conn| {
         if db::units::find_live_by_code(conn, DEMO_PROVINCE_CODE)?.is_some() {
             return Err(AppError::Conflict(
                 "the demo province already exists; nothing was changed".to_owned(),

@@ -60,7 +60,7 @@ fn expected_closure(parents: &[(String, Option<String>)], problems: &mut Vec<Str
 /// while the server runs: it reads one snapshot.
 pub fn verify(conn: &mut DbConn, repair: bool) -> AppResult<VerifyReport> {
     crate::aggregates::fold::fold(conn)?;
-    crate::sync::consistent_transaction(conn, |conn| {
+    crate::db::tx::consistent(conn, |conn| {
         let mut report = VerifyReport::default();
         let parents = db::units::all_parents(conn)?;
         let expected = expected_closure(&parents, &mut report.problems);

@@ -758,6 +758,7 @@ backend_tests!(
     clocks_far_ahead_are_clamped,
     gzip_request_bodies_are_accepted,
     pulls_are_complete_while_others_push,
+    concurrent_writers_wait_instead_of_failing,
 );
 
 /// Pulls running while other phones push see every record, none skipped.
@@ -860,4 +861,32 @@ fn postgres_pull_never_skips_a_change_committed_late() {
         "the late commit is pulled, not skipped"
     );
     assert_eq!(by_id(&all, fast).len(), 1);
+}
+
+/// Logins, refreshes and pushes from many phones at once all succeed: writers wait for each
+/// other instead of failing (on SQLite, a deferred read-then-write transaction would get
+/// SQLITE_BUSY at once when another connection wrote in between).
+fn concurrent_writers_wait_instead_of_failing(backend: Backend) {
+    let app = setup(backend);
+    let v1 = app.unit_id("V1");
+    std::thread::scope(|s| {
+        for _ in 0..6 {
+            s.spawn(|| {
+                for round in 0..4 {
+                    let phone = Phone::login(&app, "v1team", PW);
+                    let pair = app.api.refresh(&phone.refresh).expect("refresh");
+                    assert!(!pair.access_token.is_empty());
+                    let h = id();
+                    let out = phone.push_ok(&[
+                        phone.upsert("household", h, 0, household(v1, &format!("Round {round}"))),
+                        phone.upsert("member", id(), 0, member(h, "M", 1990, "yes", "no")),
+                    ]);
+                    assert!(out.iter().all(|r| r["status"] == "applied"), "{out:?}");
+                }
+            });
+        }
+    });
+    let reader = Phone::login(&app, "v1team", PW);
+    assert_eq!(reader.pull_all(None).0.len(), 6 * 4 * 2);
+    app.assert_consistent();
 }

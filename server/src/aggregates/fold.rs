@@ -11,7 +11,7 @@ const FOLD_LOCK_KEY: i64 = 0x4841_4d4c_4654;
 /// Moves every committed delta into `unit_tallies` (one fold at a time across processes).
 /// Returns how many delta rows were folded; 0 when another process is folding.
 pub fn fold(conn: &mut DbConn) -> AppResult<usize> {
-    crate::sync::write_transaction(
+    crate::db::tx::write(
         conn,
         |conn| if try_lock(conn)? { fold_locked(conn) } else { Ok(0) },
     )

@@ -134,7 +134,7 @@ pub fn tallies_of(conn: &mut DbConn, units: &[Unit]) -> AppResult<HashMap<String
         units.iter().partition(|u| u.level == UnitLevel::Village);
     let villages: Vec<String> = villages.iter().map(|u| u.id.to_string()).collect();
     let others: Vec<String> = others.iter().map(|u| u.id.to_string()).collect();
-    let (mut a, b) = crate::sync::snapshot_transaction(conn, |conn| {
+    let (mut a, b) = crate::db::tx::snapshot(conn, |conn| -> AppResult<_> {
         Ok((
             db::tallies::of_villages(conn, &villages)?,
             db::tallies::of_units(conn, &others)?,

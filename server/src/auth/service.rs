@@ -11,7 +11,6 @@ use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use actix_web::web;
-use diesel::Connection;
 use hamlet_shared::{
     AuditEntry, DeviceInfo, ErrorCode, ErrorDetail, LoginRequest, NewUser, Role, TokenResponse, UnitId,
     UserId, UserInfo, Username,
@@ -186,7 +185,7 @@ pub async fn login(state: &AppState, req: LoginRequest, ip: Option<String>) -> A
     let settings = state.auth.clone();
     state
         .db(move |conn| match user {
-            Some(user) if verified && enabled => conn.transaction(|conn| {
+            Some(user) if verified && enabled => crate::db::tx::write(conn, |conn| {
                 start_session(
                     conn,
                     &settings,
@@ -310,7 +309,7 @@ fn issue_tokens(
 /// session (the second presenter may be a thief), and that end is committed before the 401.
 pub fn refresh(conn: &mut DbConn, settings: &AuthSettings, token: &str) -> AppResult<TokenResponse> {
     let invalid = || AppError::Unauthorized("invalid refresh token".to_owned());
-    conn.transaction(|conn| {
+    crate::db::tx::write(conn, |conn| {
         let now = now_us();
         let hash = hash_refresh_token(token);
         let Some(row) = db::auth::find_refresh(conn, &hash)? else {
@@ -425,7 +424,7 @@ pub fn insert_user(
     password_hash: String,
     actor: Option<&Principal>,
 ) -> AppResult<UserInfo> {
-    conn.transaction(|conn| {
+    crate::db::tx::write(conn, |conn| {
         check_scope_exists(conn, &draft.scope)?;
         if let Some(p) = actor {
             authorize(conn, p, Action::ManageUser { scope: &draft.scope })?;
@@ -487,7 +486,7 @@ pub fn set_user_disabled(
     user_id: UserId,
     disable: bool,
 ) -> AppResult<()> {
-    conn.transaction(|conn| {
+    crate::db::tx::write(conn, |conn| {
         let target = db::auth::user_by_id(conn, &user_id.to_string())?
             .ok_or_else(|| AppError::not_found(format!("user {user_id}")))?;
         let scope: Vec<UnitId> = parse_ids(&db::auth::scope_of(conn, &target.id)?)?;
@@ -577,7 +576,7 @@ pub fn list_devices(conn: &mut DbConn, principal: &Principal) -> AppResult<Vec<D
 /// `POST /api/v1/devices/{device_id}/revoke`: ends the device's sessions of every user the
 /// caller may act for (itself; for an admin, the users it manages).
 pub fn revoke_device(conn: &mut DbConn, principal: &Principal, device_id: Uuid) -> AppResult<()> {
-    conn.transaction(|conn| {
+    crate::db::tx::write(conn, |conn| {
         let device = device_id.to_string();
         let users = db::auth::users_of_device(conn, &device)?;
         if users.is_empty() {

@@ -7,6 +7,7 @@ pub mod records;
 pub mod schema;
 pub mod sync;
 pub mod tallies;
+pub mod tx;
 pub mod units;
 
 pub use conn::DbConn;
@@ -186,9 +187,23 @@ pub fn run_migrations(conn: &mut DbConn) -> Result<Vec<String>, String> {
             let _ = c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"));
             result
         }
-        DbConn::Sqlite(c) => c
-            .run_pending_migrations(SQLITE_MIGRATIONS)
-            .map(|v| v.iter().map(ToString::to_string).collect()),
+        DbConn::Sqlite(c) => {
+            // Processes starting together on a new file: the first takes the write lock, the
+            // others wait (busy_timeout) and then find nothing to do. Each migration's own
+            // transaction becomes a savepoint inside this one.
+            use diesel::connection::{AnsiTransactionManager, TransactionManager};
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+                .map_err(|e| format!("cannot take the migration lock: {e}"))?;
+            let result = c
+                .run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|v| v.iter().map(ToString::to_string).collect());
+            let end = match result {
+                Ok(_) => AnsiTransactionManager::commit_transaction(c),
+                Err(_) => AnsiTransactionManager::rollback_transaction(c),
+            };
+            end.map_err(|e| format!("migration failed: {e}"))?;
+            result
+        }
     }
     .map_err(|e| format!("migration failed: {e}"))?;
     Ok(applied)

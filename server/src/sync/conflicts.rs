@@ -3,7 +3,7 @@
 
 use super::merge::FieldClock;
 use super::push::Batch;
-use super::{Ctx, store, write_transaction};
+use super::{Ctx, store};
 use crate::auth::{Action, Principal, authorize};
 use crate::clock::rfc3339;
 use crate::db::sync::ConflictRow;
@@ -62,7 +62,7 @@ pub fn list(
 
 /// Resolves a conflict: keep the current value, take the incoming one, or set another value.
 pub fn resolve(conn: &mut DbConn, ctx: &Ctx, id: &str, req: &ResolveRequest) -> AppResult<ConflictInfo> {
-    write_transaction(conn, |conn| {
+    crate::db::tx::write(conn, |conn| {
         let row =
             db::sync::conflict(conn, id)?.ok_or_else(|| AppError::not_found(format!("conflict {id}")))?;
         let village: UnitId = row

@@ -7,10 +7,7 @@ pub mod push;
 pub mod store;
 
 use crate::auth::Principal;
-use crate::db::DbConn;
 use crate::error::{AppError, AppResult};
-use diesel::Connection;
-use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use hamlet_shared::ErrorDetail;
 use hamlet_shared::sync::MutationResult;
 
@@ -47,60 +44,6 @@ pub struct Ctx {
     pub max_wall_ms: i64,
     /// Birth years run up to this (UTC).
     pub current_year: i32,
-}
-
-/// A write transaction. On SQLite it starts with `BEGIN IMMEDIATE`, taking the write lock up
-/// front, so two writers wait for each other (busy_timeout) instead of failing on a lock upgrade.
-pub fn write_transaction<T>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> AppResult<T>) -> AppResult<T> {
-    match conn {
-        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
-        DbConn::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
-    }
-    finish(conn, f)
-}
-
-/// A read-only transaction over one snapshot (REPEATABLE READ on PostgreSQL; SQLite's
-/// transactions always read one snapshot).
-pub fn snapshot_transaction<T>(
-    conn: &mut DbConn,
-    f: impl FnOnce(&mut DbConn) -> AppResult<T>,
-) -> AppResult<T> {
-    match conn {
-        DbConn::Pg(c) => AnsiTransactionManager::begin_transaction_sql(
-            c,
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-        )?,
-        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN DEFERRED")?,
-    }
-    finish(conn, f)
-}
-
-/// A write transaction that also reads one consistent snapshot (REPEATABLE READ on
-/// PostgreSQL, the write lock up front on SQLite): for checks that compare tables.
-pub fn consistent_transaction<T>(
-    conn: &mut DbConn,
-    f: impl FnOnce(&mut DbConn) -> AppResult<T>,
-) -> AppResult<T> {
-    match conn {
-        DbConn::Pg(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN ISOLATION LEVEL REPEATABLE READ")?
-        }
-        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
-    }
-    finish(conn, f)
-}
-
-fn finish<T>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> AppResult<T>) -> AppResult<T> {
-    match f(conn) {
-        Ok(value) => {
-            <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
-            Ok(value)
-        }
-        Err(e) => {
-            let _ = <DbConn as Connection>::TransactionManager::rollback_transaction(conn);
-            Err(e)
-        }
-    }
 }
 
 /// What an idempotency record keeps of a result besides status and version.

@@ -54,7 +54,7 @@ pub fn pull(
         _ => START,
     };
     let scope = principal.scope_ids();
-    super::snapshot_transaction(conn, |conn| page(conn, &scope, after, limit))
+    crate::db::tx::snapshot(conn, |conn| page(conn, &scope, after, limit))
 }
 
 /// One page, read from one snapshot.

@@ -70,7 +70,7 @@ pub fn push(conn: &mut DbConn, ctx: &Ctx, req: &PushRequest) -> AppResult<PushRe
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = super::write_transaction(conn, |conn| run_batch(conn, ctx, &req.mutations));
+        let result = crate::db::tx::write(conn, |conn| run_batch(conn, ctx, &req.mutations));
         match result {
             Err(AppError::Contention(_) | AppError::Conflict(_)) if attempt < MAX_ATTEMPTS => {
                 std::thread::sleep(std::time::Duration::from_millis(10 * u64::from(attempt)));

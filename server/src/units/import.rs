@@ -9,7 +9,6 @@ use super::unit_from_row;
 use crate::db::units::{ClosureRow, UnitRow};
 use crate::db::{self, DbConn};
 use crate::error::AppError;
-use diesel::Connection;
 use hamlet_shared::{UnitCode, UnitId, UnitLevel, UnitName};
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -187,7 +186,7 @@ pub fn import(
     mut progress: impl FnMut(usize),
 ) -> Result<ImportReport, ImportError> {
     let rows = parse(input).map_err(ImportError::Invalid)?;
-    conn.transaction(|conn| {
+    crate::db::tx::write(conn, |conn| {
         let mut report = ImportReport {
             rows: rows.len(),
             ..Default::default()

@@ -6,7 +6,6 @@ pub mod reorg;
 use crate::auth::{Action, Principal, authorize};
 use crate::db::{self, DbConn, units::UnitRow};
 use crate::error::{AppError, AppResult};
-use diesel::Connection;
 use hamlet_shared::{
     ErrorCode, ErrorDetail, NewUnit, PathEntry, Unit, UnitCode, UnitId, UnitLevel, UnitName, UnitWithPath,
 };
@@ -91,7 +90,7 @@ impl UnitDraft {
 /// Creates a unit under a live parent of a higher level, in the caller's scope; its code must
 /// be free among live units.
 pub fn create(conn: &mut DbConn, principal: &Principal, draft: UnitDraft) -> AppResult<Unit> {
-    conn.transaction(|conn| {
+    crate::db::tx::write(conn, |conn| {
         let parent = get(conn, draft.parent_id).map_err(|e| match e {
             AppError::NotFound(_) => AppError::invalid(ErrorDetail::field(
                 "parent_id",

@@ -41,7 +41,7 @@ pub fn move_unit(
     to: UnitId,
     date: time::Date,
 ) -> AppResult<ReorgReport> {
-    crate::sync::consistent_transaction(conn, |conn| {
+    crate::db::tx::consistent(conn, |conn| {
         fold::lock(conn)?;
         fold::fold_locked(conn)?;
         let (x, p) = (super::get(conn, unit)?, super::get(conn, to)?);
@@ -68,7 +68,7 @@ pub fn merge_units(
     into: UnitId,
     date: time::Date,
 ) -> AppResult<ReorgReport> {
-    crate::sync::consistent_transaction(conn, |conn| {
+    crate::db::tx::consistent(conn, |conn| {
         fold::lock(conn)?;
         fold::fold_locked(conn)?;
         let target = super::get(conn, into)?;
