@@ -661,4 +661,95 @@ backend_tests!(
     scope_covers_subtrees_only,
     devices_are_listed_by_scope,
     audit_log_records_security_events,
+    role_route_matrix_for_records,
 );
+
+/// The same matrix for the sync, conflict, aggregate and reorganisation routes, with each
+/// user on a phone of its own (pushes must name the session's device).
+fn role_route_matrix_for_records(backend: Backend) {
+    let app = setup(backend);
+    let users = ["p1admin", "p1viewer", "c1enum"];
+    let phones: Vec<Phone> = users.iter().map(|u| Phone::login(&app, u, PW)).collect();
+    let (c1, c2, p2, v3) = (
+        app.unit_id("C1"),
+        app.unit_id("C2"),
+        app.unit_id("P2"),
+        app.unit_id("V3"),
+    );
+    type Row = (
+        &'static str,
+        String,
+        Box<dyn Fn(&Phone) -> Option<Value>>,
+        [u16; 3],
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "POST",
+            "/api/v1/sync/push".into(),
+            Box::new(|p: &Phone| Some(json!({ "device_id": p.device, "mutations": [] }))),
+            [200, 403, 200],
+        ),
+        (
+            "GET",
+            "/api/v1/sync/pull".into(),
+            Box::new(|_: &Phone| None),
+            [200, 403, 200],
+        ),
+        (
+            "GET",
+            "/api/v1/conflicts".into(),
+            Box::new(|_: &Phone| None),
+            [200, 403, 403],
+        ),
+        (
+            "GET",
+            format!("/api/v1/aggregates/{c1}"),
+            Box::new(|_: &Phone| None),
+            [200, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/v1/aggregates/{c1}/children"),
+            Box::new(|_: &Phone| None),
+            [200, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/api/v1/aggregates/{p2}"),
+            Box::new(|_: &Phone| None),
+            [403, 403, 403],
+        ),
+        (
+            "GET",
+            format!("/api/v1/aggregates/{p2}/export?format=csv"),
+            Box::new(|_: &Phone| None),
+            [403, 403, 403],
+        ),
+        (
+            "POST",
+            format!("/api/v1/units/{v3}/move"),
+            Box::new(move |_: &Phone| Some(json!({ "parent_id": c1, "effective_on": "2025-07-01" }))),
+            [200, 403, 403],
+        ),
+        (
+            "POST",
+            "/api/v1/units/merge".into(),
+            Box::new(move |_: &Phone| {
+                Some(json!({ "sources": [c2], "into": c1, "effective_on": "2025-07-01" }))
+            }),
+            [200, 403, 403],
+        ),
+    ];
+    for (method, path, body, expected) in &rows {
+        for (i, phone) in phones.iter().enumerate() {
+            let (status, resp) = match *method {
+                "GET" => app.get(path, Some(&phone.token)),
+                _ => app.post(path, body(phone).as_ref(), Some(&phone.token)),
+            };
+            assert_eq!(status, expected[i], "{} {method} {path}: {resp}", users[i]);
+            if status == 403 {
+                assert_error(&(status, resp), 403, "forbidden");
+            }
+        }
+    }
+}
