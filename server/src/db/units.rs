@@ -141,13 +141,6 @@ pub fn rename(conn: &mut DbConn, id: &str, name: &str) -> QueryResult<usize> {
         .execute(conn)
 }
 
-pub fn count_live(conn: &mut DbConn) -> QueryResult<i64> {
-    units::table
-        .filter(units::retired_us.is_null())
-        .count()
-        .get_result(conn)
-}
-
 /// Which of `candidates` lie in the subtrees of `ancestors`.
 pub fn covered(conn: &mut DbConn, ancestors: &[String], candidates: &[String]) -> QueryResult<Vec<String>> {
     unit_closure::table

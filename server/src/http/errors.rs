@@ -8,7 +8,6 @@ use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadEr
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use hamlet_shared::ErrorCode;
 
 /// `web::JsonConfig` error handler: oversize → 413, anything else → 400 with a useful message.
 pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
@@ -84,9 +83,4 @@ fn error_for_status(status: StatusCode) -> AppError {
         s if s.is_server_error() => AppError::Internal(reason),
         _ => AppError::BadRequest(reason),
     }
-}
-
-/// The code the catch-all gives a status; exposed for tests.
-pub fn code_for_status(status: StatusCode) -> ErrorCode {
-    error_for_status(status).code()
 }
