@@ -29,7 +29,10 @@ impl VerifyReport {
 pub const MAX_LISTED: usize = 20;
 
 /// The closure rows implied by the parent links; a parent cycle is reported, not followed.
-fn expected_closure(parents: &[(String, Option<String>)], problems: &mut Vec<String>) -> Vec<ClosureRow> {
+pub(crate) fn expected_closure(
+    parents: &[(String, Option<String>)],
+    problems: &mut Vec<String>,
+) -> Vec<ClosureRow> {
     let parent_of: HashMap<&str, Option<&str>> = parents
         .iter()
         .map(|(id, p)| (id.as_str(), p.as_deref()))

@@ -55,7 +55,7 @@ pub enum Command {
         #[command(subcommand)]
         command: DemoCommand,
     },
-    /// Recompute derived data (unit closure; aggregates once they exist) and report differences.
+    /// Recompute derived data (unit closure and every aggregate counter) and report differences.
     /// Exits 1 when something differs.
     Verify {
         /// Rewrite what differs.
@@ -97,6 +97,27 @@ pub enum UnitsCommand {
         /// YYYY-MM-DD, not in the future.
         #[arg(long)]
         effective: String,
+    },
+    /// Apply a national reorganisation: the new list of units (header
+    /// `code,name,level,parent_code`) and an old->new code mapping (header `old_code,new_code`),
+    /// e.g. data/vn-admin-units-2025.csv and data/vn-commune-merges-2025.csv. One transaction;
+    /// split units that hold villages are listed for an admin to finish.
+    Reform {
+        /// The new list of units.
+        #[arg(long)]
+        units: PathBuf,
+        /// The old->new code mapping.
+        #[arg(long)]
+        mapping: PathBuf,
+        /// YYYY-MM-DD, not in the future (2025-07-01 for the 2025 reform).
+        #[arg(long)]
+        effective: String,
+        /// The unit reorganised (id or code); default: the only root unit.
+        #[arg(long)]
+        root: Option<String>,
+        /// Print what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -192,6 +213,111 @@ fn resolve_unit(conn: &mut db::DbConn, given: &str) -> Result<UnitId, String> {
         Some(row) => row.id.parse().map_err(|_| "bad unit id in database".to_owned()),
         None => Err(format!("no unit with code {given}")),
     }
+}
+
+fn only_root(conn: &mut db::DbConn) -> Result<UnitId, String> {
+    let roots = db::units::live_roots(conn).map_err(|e| e.to_string())?;
+    match roots.as_slice() {
+        [one] => one.id.parse().map_err(|_| "bad unit id in database".to_owned()),
+        [] => Err("there are no units: import them first".to_owned()),
+        _ => Err("there are several root units: name one with --root".to_owned()),
+    }
+}
+
+fn print_reform(
+    result: Result<crate::units::reform::ReformReport, crate::units::reform::ReformError>,
+    units: &std::path::Path,
+    mapping: &std::path::Path,
+) -> Result<ExitCode, String> {
+    use crate::units::reform::ReformError;
+    let print_lines = |file: &std::path::Path, errors: &[crate::units::import::LineError]| {
+        for e in errors.iter().take(100) {
+            eprintln!("{}:{e}", file.display());
+        }
+        if errors.len() > 100 {
+            eprintln!("... and {} more", errors.len() - 100);
+        }
+    };
+    let r = match result {
+        Ok(r) => r,
+        Err(ReformError::Units(errors)) => {
+            print_lines(units, &errors);
+            return Err(ReformError::Units(errors).to_string());
+        }
+        Err(ReformError::Mapping(errors)) => {
+            print_lines(mapping, &errors);
+            return Err(ReformError::Mapping(errors).to_string());
+        }
+        Err(ReformError::Plan(problems)) => {
+            for p in problems.iter().take(100) {
+                eprintln!("{p}");
+            }
+            if problems.len() > 100 {
+                eprintln!("... and {} more", problems.len() - 100);
+            }
+            return Err(ReformError::Plan(problems).to_string());
+        }
+        Err(ReformError::App(e)) => return Err(app_error(e)),
+    };
+    if r.already_applied {
+        println!(
+            "these files were already applied (effective {}): nothing changed",
+            r.effective_on
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let by_level = |m: &std::collections::BTreeMap<String, usize>| {
+        let parts: Vec<String> = m.iter().map(|(l, n)| format!("{n} {l}")).collect();
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    };
+    println!(
+        "{}reform effective {}: {} unit(s) kept ({} renamed), created {}, retired {}, {} unit(s) moved",
+        if r.dry_run {
+            "dry run, nothing changed: "
+        } else {
+            ""
+        },
+        r.effective_on,
+        r.kept,
+        r.renamed,
+        by_level(&r.created),
+        by_level(&r.retired),
+        r.moved
+    );
+    if !r.pending.is_empty() {
+        println!(
+            "{} split unit(s) still hold villages: move each village to its new unit \
+             (`hamlet units move VILLAGE --to NEW --effective {}`), then merge the emptied unit away:",
+            r.pending.len(),
+            r.effective_on
+        );
+        for p in &r.pending {
+            println!(
+                "  {} {} (id {}), split into {}:",
+                p.old_code,
+                p.name,
+                p.unit_id,
+                p.targets.join(", ")
+            );
+            for (id, name) in &p.villages {
+                println!("    village {id} {name}");
+            }
+        }
+    }
+    if !r.stale_scopes.is_empty() {
+        println!(
+            "{} user scope(s) name a retired unit; give these users a new scope:",
+            r.stale_scopes.len()
+        );
+        for (user, unit) in &r.stale_scopes {
+            println!("  {user}: {unit}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_password(from_stdin: bool) -> Result<String, String> {
@@ -334,6 +460,30 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 r.effective_on
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Units {
+            command:
+                UnitsCommand::Reform {
+                    units,
+                    mapping,
+                    effective,
+                    root,
+                    dry_run,
+                },
+        } => {
+            let pool = pool_for_cli(&url)?;
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            let root = match root {
+                Some(r) => resolve_unit(&mut conn, &r)?,
+                None => only_root(&mut conn)?,
+            };
+            let date = crate::units::reorg::parse_effective(&effective).map_err(app_error)?;
+            let read =
+                |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+            let (units_bytes, mapping_bytes) = (read(&units)?, read(&mapping)?);
+            let result = crate::units::reform::parse(&units_bytes, &mapping_bytes)
+                .and_then(|input| crate::units::reform::reform(&mut conn, &input, root, date, dry_run));
+            print_reform(result, &units, &mapping)
         }
         Command::User {
             command:

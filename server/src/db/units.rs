@@ -317,3 +317,140 @@ pub fn find_many(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<UnitRow>>
     }
     Ok(out)
 }
+
+// Bulk statements for a reform, which reorganises thousands of units in one transaction.
+
+pub fn retire_many(conn: &mut DbConn, ids: &[String], now_us: i64) -> QueryResult<()> {
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        diesel::update(units::table.filter(units::id.eq_any(chunk)))
+            .set(units::retired_us.eq(now_us))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Clears the codes of units that stay live while another unit takes their code.
+pub fn clear_codes(conn: &mut DbConn, ids: &[String]) -> QueryResult<()> {
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        diesel::update(units::table.filter(units::id.eq_any(chunk)))
+            .set(units::code.eq(None::<String>))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn set_parent_many(conn: &mut DbConn, ids: &[String], parent: &str) -> QueryResult<()> {
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        diesel::update(units::table.filter(units::id.eq_any(chunk)))
+            .set(units::parent_id.eq(parent))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The start of each unit's current placement (None: since before records).
+pub fn current_since_many(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<(String, Option<String>)>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        out.extend(
+            unit_history::table
+                .filter(unit_history::unit_id.eq_any(chunk))
+                .filter(unit_history::valid_to.is_null())
+                .select((unit_history::unit_id, unit_history::valid_from))
+                .load::<(String, Option<String>)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// Ends the current placement of each unit on `date`.
+pub fn close_history_many(conn: &mut DbConn, ids: &[String], date: &str) -> QueryResult<()> {
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        diesel::update(
+            unit_history::table
+                .filter(unit_history::unit_id.eq_any(chunk))
+                .filter(unit_history::valid_to.is_null()),
+        )
+        .set(unit_history::valid_to.eq(date))
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Starts a placement `(unit, parent)` on `date` for each pair.
+pub fn open_history_many(
+    conn: &mut DbConn,
+    placements: &[(String, String)],
+    date: &str,
+    now_us: i64,
+) -> QueryResult<()> {
+    for chunk in placements.chunks(INSERT_CHUNK) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|(unit, parent)| {
+                (
+                    unit_history::unit_id.eq(unit.clone()),
+                    unit_history::parent_id.eq(Some(parent.clone())),
+                    unit_history::valid_from.eq(Some(date.to_owned())),
+                    unit_history::created_us.eq(now_us),
+                )
+            })
+            .collect();
+        crate::per_backend!(&mut *conn, |c| diesel::insert_into(unit_history::table)
+            .values(&rows)
+            .execute(c))?;
+    }
+    Ok(())
+}
+
+/// Dates the first placement of units created by a reorganisation (they did not exist before).
+pub fn start_history_on(conn: &mut DbConn, ids: &[String], date: &str) -> QueryResult<()> {
+    for chunk in ids.chunks(INSERT_CHUNK) {
+        diesel::update(unit_history::table.filter(unit_history::unit_id.eq_any(chunk)))
+            .set(unit_history::valid_from.eq(date))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Replaces every closure row of the given descendants.
+pub fn replace_closure_of(conn: &mut DbConn, descendants: &[String], rows: &[ClosureRow]) -> QueryResult<()> {
+    for chunk in descendants.chunks(INSERT_CHUNK) {
+        diesel::delete(unit_closure::table.filter(unit_closure::descendant_id.eq_any(chunk)))
+            .execute(conn)?;
+    }
+    insert_all(conn, &[], rows)
+}
+
+/// The details of every reorganisation of `kind`.
+pub fn reorganisation_details(conn: &mut DbConn, kind: &str) -> QueryResult<Vec<(String, String)>> {
+    reorganisations::table
+        .filter(reorganisations::kind.eq(kind))
+        .select((reorganisations::effective_on, reorganisations::detail))
+        .load(conn)
+}
+
+/// `(username, unit id)` of every user whose scope names one of `units`.
+pub fn users_scoped_to(conn: &mut DbConn, unit_ids: &[String]) -> QueryResult<Vec<(String, String)>> {
+    use super::schema::{user_scopes, users};
+    let mut out = Vec::new();
+    for chunk in unit_ids.chunks(INSERT_CHUNK) {
+        out.extend(
+            user_scopes::table
+                .inner_join(users::table.on(users::id.eq(user_scopes::user_id)))
+                .filter(user_scopes::unit_id.eq_any(chunk))
+                .select((users::username, user_scopes::unit_id))
+                .load::<(String, String)>(conn)?,
+        );
+    }
+    Ok(out)
+}
+
+/// The live units without a parent.
+pub fn live_roots(conn: &mut DbConn) -> QueryResult<Vec<UnitRow>> {
+    units::table
+        .filter(units::parent_id.is_null())
+        .filter(units::retired_us.is_null())
+        .select(UnitRow::as_select())
+        .load(conn)
+}

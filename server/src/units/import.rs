@@ -59,12 +59,12 @@ pub struct ImportOptions {
     pub root_parent: Option<UnitId>,
 }
 
-struct Row {
-    line: u64,
-    code: UnitCode,
-    name: UnitName,
-    level: UnitLevel,
-    parent_code: Option<UnitCode>,
+pub(super) struct Row {
+    pub line: u64,
+    pub code: UnitCode,
+    pub name: UnitName,
+    pub level: UnitLevel,
+    pub parent_code: Option<UnitCode>,
 }
 
 /// The closure rows of a new unit: itself at depth 0, then each ancestor of its parent one deeper.
@@ -83,7 +83,7 @@ pub fn closure_rows(id: &str, parent_ancestors: &[ClosureRow]) -> Vec<ClosureRow
 }
 
 /// Parses every line, collecting every error rather than stopping at the first.
-fn parse(input: impl Read) -> Result<Vec<Row>, Vec<LineError>> {
+pub(super) fn parse(input: impl Read) -> Result<Vec<Row>, Vec<LineError>> {
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(input);
     let mut errors = Vec::new();
     match reader.headers() {
@@ -158,7 +158,7 @@ fn parse(input: impl Read) -> Result<Vec<Row>, Vec<LineError>> {
     if errors.is_empty() { Ok(rows) } else { Err(errors) }
 }
 
-fn csv_error_message(e: &csv::Error) -> String {
+pub(super) fn csv_error_message(e: &csv::Error) -> String {
     match e.kind() {
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..

@@ -1,6 +1,7 @@
 //! Administrative units: the tree, its invariants, and the CSV import.
 
 pub mod import;
+pub mod reform;
 pub mod reorg;
 
 use crate::auth::{Action, Principal, authorize};
