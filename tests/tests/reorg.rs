@@ -580,11 +580,7 @@ fn the_real_2025_reform(backend: Backend) {
     assert_eq!(total("00004", None), 1);
     assert_eq!(total("00097", None), 1, "T2 came with 00001");
     assert_eq!(total("00025", None), 0, "the new 00025 waits for an admin");
-    assert_eq!(
-        total("01", None),
-        4,
-        "T1, T2 and the pending split's T3 and T4"
-    );
+    assert_eq!(total("01", None), 4, "T1, T2 and the pending split's T3 and T4");
     assert_eq!(total("08", None), 1, "T5 came with its commune from Hà Giang");
     assert_eq!(total("08", Some("2025-06-30")), 0);
     assert_eq!(total("02", Some("2025-06-30")), 1);
