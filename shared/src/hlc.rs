@@ -101,6 +101,23 @@ pub fn format_wall_ms(wall_ms: i64) -> String {
     )
 }
 
+/// The inverse of [`format_wall_ms`]: RFC 3339 UTC with exactly three fraction digits
+/// (`2026-11-20T08:15:00.123Z`), as an HLC's wall time and a push's `server_time` are written.
+pub fn parse_wall_ms(wall: &str) -> Result<i64, HlcError> {
+    let err = |m: &str| HlcError(m.to_owned());
+    let b = wall.as_bytes();
+    if b.len() != 24 || b[10] != b'T' || b[19] != b'.' || b[23] != b'Z' {
+        return Err(err("the wall time must be RFC 3339 UTC with milliseconds"));
+    }
+    let t = OffsetDateTime::parse(wall, &Rfc3339)
+        .map_err(|_| err("the wall time is not a valid date and time"))?;
+    let wall_ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
+    if !(MIN_WALL_MS..=MAX_WALL_MS).contains(&wall_ms) {
+        return Err(err("the wall time is out of range"));
+    }
+    Ok(wall_ms)
+}
+
 impl fmt::Display for Hlc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -124,17 +141,7 @@ impl FromStr for Hlc {
         else {
             return Err(err("it must have three parts separated by '/'"));
         };
-        // RFC 3339 UTC with exactly three fraction digits: 2026-11-20T08:15:00.123Z
-        let b = wall.as_bytes();
-        if b.len() != 24 || b[10] != b'T' || b[19] != b'.' || b[23] != b'Z' {
-            return Err(err("the wall time must be RFC 3339 UTC with milliseconds"));
-        }
-        let t = OffsetDateTime::parse(wall, &Rfc3339)
-            .map_err(|_| err("the wall time is not a valid date and time"))?;
-        let wall_ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
-        if !(MIN_WALL_MS..=MAX_WALL_MS).contains(&wall_ms) {
-            return Err(err("the wall time is out of range"));
-        }
+        let wall_ms = parse_wall_ms(wall)?;
         if counter.len() < 4 || !counter.bytes().all(|c| c.is_ascii_digit()) {
             return Err(err("the counter must be at least 4 decimal digits"));
         }
@@ -205,5 +212,12 @@ mod tests {
         let c = Hlc::receive(Some(b), remote, 1_000, node);
         assert!(c > remote && c > b);
         assert_eq!(Hlc::new(10_000, 3, node).clamp(5_000).wall_ms, 5_000);
+    }
+
+    #[test]
+    fn wall_times_roundtrip() {
+        let ms = parse_wall_ms("2026-11-20T08:15:02.500Z").unwrap();
+        assert_eq!(format_wall_ms(ms), "2026-11-20T08:15:02.500Z");
+        assert!(parse_wall_ms("2026-11-20T08:15:02Z").is_err());
     }
 }
