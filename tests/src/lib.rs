@@ -377,7 +377,17 @@ V4,Bản Nà Mỏ,village,C3
 
 /// The `hamlet` binary built from this workspace (`scripts/test.sh` builds it first).
 pub fn hamlet_bin() -> PathBuf {
-    if let Ok(path) = std::env::var("HAMLET_BIN") {
+    workspace_bin("hamlet", "HAMLET_BIN")
+}
+
+/// The `hamlet-client` binary built from this workspace (`scripts/test.sh` builds it first).
+pub fn hamlet_client_bin() -> PathBuf {
+    workspace_bin("hamlet-client", "HAMLET_CLIENT_BIN")
+}
+
+/// A binary of this workspace: `env_var` when set, else next to the test executable's target dir.
+fn workspace_bin(name: &str, env_var: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(env_var) {
         return PathBuf::from(path);
     }
     // Test executables live in target/<profile>/deps; the binary in target/<profile>.
@@ -386,10 +396,10 @@ pub fn hamlet_bin() -> PathBuf {
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target dir")
-        .join("hamlet");
+        .join(name);
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo build --bin hamlet` (scripts/test.sh does)",
+        "{} is missing: run `cargo build --bin {name}` (scripts/test.sh does)",
         bin.display()
     );
     bin
