@@ -435,15 +435,16 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Sync => {
             let r = client.sync()?;
             let s = &r.push.summary;
+            let n = |count: usize, what: &str| format!("{count} {what}{}", if count == 1 { "" } else { "s" });
             out!(
-                "pushed: {} applied, {} duplicate, {} conflict, {} rejected ({} requests); pulled: {} changes ({} pages)",
+                "pushed: {} applied, {} duplicate, {} conflict, {} rejected ({}); pulled: {} ({})",
                 s.applied,
                 s.duplicate,
                 s.conflict,
                 s.rejected,
-                r.push.batches,
-                r.pull.changes,
-                r.pull.pages
+                n(r.push.batches, "request"),
+                n(r.pull.changes, "change"),
+                n(r.pull.pages, "page"),
             );
             if r.push.conflicts > 0 {
                 eprintln!(
