@@ -346,3 +346,51 @@ pub(crate) fn apply_change(c: &mut SqliteConnection, change: &Change) -> Result<
     diesel::replace_into(records::table).values(&row).execute(c)?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hamlet_shared::{UnitId, UserId, UserInfo};
+
+    fn tokens(scope: Vec<UnitId>) -> TokenResponse {
+        TokenResponse {
+            access_token: "a".into(),
+            refresh_token: "r".into(),
+            token_type: "Bearer".into(),
+            expires_in: 900,
+            user: UserInfo {
+                id: UserId::new(),
+                username: "lan".into(),
+                role: Role::Enumerator,
+                scope,
+            },
+        }
+    }
+
+    #[test]
+    fn a_new_scope_drops_the_server_copies_and_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+        let (v1, v2) = (UnitId::new(), UnitId::new());
+        let change = Change {
+            record_type: RecordType::Household,
+            id: Uuid::now_v7(),
+            version: 1,
+            deleted: false,
+            fields: Map::new(),
+        };
+        assert!(!s.write(|c| save_tokens(c, &tokens(vec![v1, v2]))).unwrap());
+        s.write(|c| {
+            apply_change(c, &change)?;
+            set_cursor(c, Some("cursor"))
+        })
+        .unwrap();
+        // The same scope in another order changes nothing.
+        assert!(!s.write(|c| save_tokens(c, &tokens(vec![v2, v1]))).unwrap());
+        assert_eq!(s.server_copies().unwrap().len(), 1);
+        assert!(s.write(|c| save_tokens(c, &tokens(vec![v1]))).unwrap());
+        assert!(s.server_copies().unwrap().is_empty());
+        assert_eq!(s.state().unwrap().pull_cursor, None);
+        assert_eq!(s.session().unwrap().unwrap().access_token, "a");
+    }
+}
