@@ -130,6 +130,26 @@ pub fn members_by_ids(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<Memb
         .load(conn)
 }
 
+/// Members by id, locked in id order on PostgreSQL (a push's first lock: see `sync::push`).
+pub fn members_by_ids_locked(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<MemberRow>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(CHUNK) {
+        macro_rules! query {
+            () => {
+                members::table
+                    .filter(members::id.eq_any(chunk))
+                    .order(members::id)
+                    .select(MemberRow::as_select())
+            };
+        }
+        out.extend(match conn {
+            DbConn::Pg(c) => query!().for_update().load(c)?,
+            DbConn::Sqlite(c) => query!().load(c)?,
+        });
+    }
+    Ok(out)
+}
+
 pub fn insert_household(conn: &mut DbConn, row: &HouseholdRow) -> QueryResult<usize> {
     diesel::insert_into(households::table).values(row).execute(conn)
 }

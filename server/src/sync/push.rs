@@ -5,6 +5,7 @@ use super::store::{self, Stored};
 use super::{Ctx, outcome_json, parse_outcome};
 use crate::aggregates::tallies::{self, Tally};
 use crate::auth::{Action, Principal, authorize};
+use crate::db::records::{HouseholdRow, MemberRow};
 use crate::db::sync::{MutationRow, NewChange};
 use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
@@ -15,7 +16,7 @@ use hamlet_shared::sync::{
 };
 use hamlet_shared::{ErrorCode, ErrorDetail, RecordType, UnitLevel};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use uuid::Uuid;
 
 /// How often a push transaction is retried after losing a race with another one.
@@ -89,6 +90,7 @@ fn run_batch(conn: &mut DbConn, ctx: &Ctx, mutations: &[Value]) -> AppResult<Pus
         .map(|r| (r.mutation_id, r))
         .collect();
     let mut batch = Batch::new(ctx);
+    batch.prefetch(conn, mutations, &seen)?;
     let mut results = Vec::with_capacity(mutations.len());
     let mut summary = PushSummary::default();
     let mut stored = Vec::new();
@@ -180,6 +182,17 @@ pub(crate) struct Batch<'a> {
     /// Households whose bundles this write changes, and what they counted before it.
     touched: std::collections::BTreeSet<String>,
     counted_before: Tally,
+    /// Records read or written by this write: latest state, None when there is no such record.
+    records: HashMap<(RecordType, String), Option<Stored>>,
+    /// Household id -> its village (None: no such household), as read or written.
+    household_villages: HashMap<String, Option<String>>,
+    /// Prefetched bundles, read before any change: what each counted, and its members' rows.
+    before: HashMap<String, Tally>,
+    bundle_members: HashMap<String, Vec<MemberRow>>,
+    /// Records new in this write, inserted together by [`Batch::flush`].
+    new_households: Vec<HouseholdRow>,
+    new_members: Vec<MemberRow>,
+    pending: HashMap<(RecordType, String), usize>,
 }
 
 impl<'a> Batch<'a> {
@@ -194,13 +207,182 @@ impl<'a> Batch<'a> {
             user_scopes: HashMap::new(),
             touched: Default::default(),
             counted_before: Tally::default(),
+            records: HashMap::new(),
+            household_villages: HashMap::new(),
+            before: HashMap::new(),
+            bundle_members: HashMap::new(),
+            new_households: Vec::new(),
+            new_members: Vec::new(),
+            pending: HashMap::new(),
         }
+    }
+
+    /// Reads, in a few statements, everything the batch's mutations will read one by one: the
+    /// records they name and the bundles of every household they may touch. Locks are taken in
+    /// one order for every push (the members named, then the households, each in id order), so
+    /// concurrent pushes wait for each other instead of deadlocking. Anything not prefetched
+    /// is still read when needed.
+    fn prefetch(
+        &mut self,
+        conn: &mut DbConn,
+        mutations: &[Value],
+        seen: &HashMap<i64, MutationRow>,
+    ) -> AppResult<()> {
+        let mut household_ids = BTreeSet::new();
+        let mut member_ids = BTreeSet::new();
+        let mut bundle_ids = BTreeSet::new();
+        for raw in mutations {
+            if mutation_id_of(raw).is_some_and(|id| seen.contains_key(&id)) {
+                continue;
+            }
+            let Ok(m) = parse_mutation(raw, self.ctx.principal.device_id) else {
+                continue;
+            };
+            match m.record_type {
+                RecordType::Household => {
+                    household_ids.insert(m.id.to_string());
+                }
+                RecordType::Member => {
+                    member_ids.insert(m.id.to_string());
+                    if let Some(h) = m.fields.get("household_id").and_then(Value::as_str)
+                        && let Ok(h) = Uuid::parse_str(h)
+                    {
+                        bundle_ids.insert(h.to_string());
+                    }
+                }
+            }
+        }
+        let member_ids: Vec<String> = member_ids.into_iter().collect();
+        for id in &member_ids {
+            self.records.insert((RecordType::Member, id.clone()), None);
+        }
+        for row in db::records::members_by_ids_locked(conn, &member_ids)? {
+            bundle_ids.insert(row.household_id.clone());
+            self.records.insert(
+                (RecordType::Member, row.id.clone()),
+                Some(Stored::from_member(row)?),
+            );
+        }
+        bundle_ids.extend(household_ids.iter().cloned());
+        let bundle_ids: Vec<String> = bundle_ids.into_iter().collect();
+        let (households, members) = db::tallies::bundles(conn, &bundle_ids, true)?;
+        for id in &household_ids {
+            self.records.insert((RecordType::Household, id.clone()), None);
+        }
+        let mut rows: HashMap<String, HouseholdRow> = HashMap::new();
+        for id in &bundle_ids {
+            self.household_villages.insert(id.clone(), None);
+            self.bundle_members.insert(id.clone(), Vec::new());
+        }
+        for row in households {
+            self.household_villages
+                .insert(row.id.clone(), Some(row.village_id.clone()));
+            if household_ids.contains(&row.id) {
+                self.records.insert(
+                    (RecordType::Household, row.id.clone()),
+                    Some(Stored::from_household(row.clone())?),
+                );
+            }
+            rows.insert(row.id.clone(), row);
+        }
+        for m in members {
+            if let Some(list) = self.bundle_members.get_mut(&m.household_id) {
+                list.push(m);
+            }
+        }
+        for id in &bundle_ids {
+            let household: Vec<HouseholdRow> = rows.remove(id).into_iter().collect();
+            let counted = tallies::of_bundles(&household, &self.bundle_members[id]);
+            self.before.insert(id.clone(), counted);
+        }
+        Ok(())
+    }
+
+    /// A record's latest state in this write (read and locked on first use).
+    fn load(&mut self, conn: &mut DbConn, record_type: RecordType, id: &str) -> AppResult<Option<Stored>> {
+        let key = (record_type, id.to_owned());
+        if let Some(known) = self.records.get(&key) {
+            return Ok(known.clone());
+        }
+        let loaded = store::load(conn, record_type, id)?;
+        self.records.insert(key, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The village of a household (None: no such household).
+    fn household_village(&mut self, conn: &mut DbConn, id: &str) -> AppResult<Option<String>> {
+        if let Some(known) = self.household_villages.get(id) {
+            return Ok(known.clone());
+        }
+        let village = db::records::household(conn, id, false)?.map(|row| row.village_id);
+        self.household_villages.insert(id.to_owned(), village.clone());
+        Ok(village)
+    }
+
+    /// Stores a record's new state: new records wait for [`Batch::flush`] to be inserted
+    /// together; existing rows are updated at once.
+    fn save(&mut self, conn: &mut DbConn, record: &Stored, existed: bool) -> AppResult<()> {
+        let now = self.ctx.now_us;
+        let key = (record.record_type, record.id.clone());
+        match (self.pending.get(&key), record.record_type) {
+            (Some(&i), RecordType::Household) => self.new_households[i] = record.household_row(now)?,
+            (Some(&i), RecordType::Member) => self.new_members[i] = record.member_row(now)?,
+            (None, _) if existed => store::save(conn, record, true, now)?,
+            (None, RecordType::Household) => {
+                self.pending.insert(key.clone(), self.new_households.len());
+                self.new_households.push(record.household_row(now)?);
+            }
+            (None, RecordType::Member) => {
+                self.pending.insert(key.clone(), self.new_members.len());
+                self.new_members.push(record.member_row(now)?);
+            }
+        }
+        if record.record_type == RecordType::Household {
+            self.household_villages
+                .insert(record.id.clone(), record.village.clone());
+        }
+        self.records.insert(key, Some(record.clone()));
+        Ok(())
+    }
+
+    /// The members naming `household`, as this write leaves them: placed in a village
+    /// (`attached`) or waiting for the household.
+    fn members_of(&mut self, conn: &mut DbConn, household: &str, attached: bool) -> AppResult<Vec<Stored>> {
+        let mut out: std::collections::BTreeMap<String, Stored> = std::collections::BTreeMap::new();
+        let rows = match self.bundle_members.get(household) {
+            Some(rows) => rows.clone(),
+            None => db::records::members_of_household(conn, household, attached)?,
+        };
+        for row in rows {
+            out.insert(row.id.clone(), Stored::from_member(row)?);
+        }
+        for ((record_type, id), state) in &self.records {
+            if *record_type != RecordType::Member {
+                continue;
+            }
+            match state {
+                Some(m) if m.state.fields.get("household_id").and_then(Value::as_str) == Some(household) => {
+                    out.insert(id.clone(), m.clone());
+                }
+                _ => {
+                    out.remove(id);
+                }
+            }
+        }
+        Ok(out
+            .into_values()
+            .filter(|m| m.village.is_some() == attached)
+            .collect())
     }
 
     /// Locks a household bundle and records what it counts, before its first change in this
     /// write. Every record write calls it for each bundle the write changes.
     fn touch(&mut self, conn: &mut DbConn, household_id: &str) -> AppResult<()> {
         if self.touched.insert(household_id.to_owned()) {
+            if let Some(counted) = self.before.remove(household_id) {
+                self.counted_before.merge(&counted, 1);
+                return Ok(());
+            }
             let (households, members) = db::tallies::bundles(conn, &[household_id.to_owned()], true)?;
             self.counted_before
                 .merge(&tallies::of_bundles(&households, &members), 1);
@@ -211,6 +393,9 @@ impl<'a> Batch<'a> {
     /// Moves the counters by what the touched bundles count now minus what they counted before,
     /// then appends the change log entries and conflicts gathered so far.
     pub(crate) fn flush(&mut self, conn: &mut DbConn) -> AppResult<()> {
+        db::records::insert_households(conn, &std::mem::take(&mut self.new_households))?;
+        db::records::insert_members(conn, &std::mem::take(&mut self.new_members))?;
+        self.pending.clear();
         if !self.touched.is_empty() {
             let ids: Vec<String> = std::mem::take(&mut self.touched).into_iter().collect();
             let (households, members) = db::tallies::bundles(conn, &ids, false)?;
@@ -321,8 +506,8 @@ impl<'a> Batch<'a> {
                         .and_then(Value::as_str)
                 });
                 if let Some(h) = household
-                    && let Some(row) = db::records::household(conn, h, false)?
-                    && !self.covers(conn, &row.village_id)?
+                    && let Some(village) = self.household_village(conn, h)?
+                    && !self.covers(conn, &village)?
                 {
                     return Ok(Some(ErrorDetail::field(
                         "household_id",
@@ -348,7 +533,7 @@ impl<'a> Batch<'a> {
             },
             Op::Delete => Map::new(),
         };
-        let current = store::load(conn, m.record_type, &id)?;
+        let current = self.load(conn, m.record_type, &id)?;
         if let Some(detail) = self.check_scope(conn, m.record_type, current.as_ref(), &fields)? {
             return Ok(rejected(mutation_id, Some(id), vec![detail]));
         }
@@ -431,7 +616,7 @@ impl<'a> Batch<'a> {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             RecordType::Member => match state.fields.get("household_id").and_then(Value::as_str) {
-                Some(h) => db::records::household(conn, h, false)?.map(|row| row.village_id),
+                Some(h) => self.household_village(conn, h)?,
                 None => None,
             },
         };
@@ -447,7 +632,7 @@ impl<'a> Batch<'a> {
             },
             created_us: before.as_ref().map_or(now, |b| b.created_us),
         };
-        store::save(conn, &record, before.is_some(), now)?;
+        self.save(conn, &record, before.is_some())?;
         let old_village = before.as_ref().and_then(|b| b.village.clone());
         if changed {
             self.log_change(&record, old_village.as_deref());
@@ -483,8 +668,7 @@ impl<'a> Batch<'a> {
         let Some(village) = household.village.clone() else {
             return Ok(());
         };
-        for row in db::records::members_of_household(conn, &household.id, false)? {
-            let mut member = Stored::from_member(row)?;
+        for mut member in self.members_of(conn, &household.id, false)? {
             let allowed = match member.pushed_by.clone() {
                 Some(user) => self.user_covers(conn, &user, &village)?,
                 None => false,
@@ -492,7 +676,7 @@ impl<'a> Batch<'a> {
             if allowed {
                 member.village = Some(village.clone());
                 member.state.version += 1;
-                store::save(conn, &member, true, self.ctx.now_us)?;
+                self.save(conn, &member, true)?;
                 self.log_change(&member, None);
             } else {
                 // The member's pusher may not write in this household's village: an admin decides.
@@ -528,11 +712,10 @@ impl<'a> Batch<'a> {
         household: &Stored,
         old_village: Option<&str>,
     ) -> AppResult<()> {
-        for row in db::records::members_of_household(conn, &household.id, true)? {
-            let mut member = Stored::from_member(row)?;
+        for mut member in self.members_of(conn, &household.id, true)? {
             member.village = household.village.clone();
             member.state.version += 1;
-            store::save(conn, &member, true, self.ctx.now_us)?;
+            self.save(conn, &member, true)?;
             self.log_change(&member, old_village);
         }
         Ok(())

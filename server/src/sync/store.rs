@@ -116,7 +116,7 @@ impl Stored {
         m
     }
 
-    fn household_row(&self, now: i64) -> AppResult<HouseholdRow> {
+    pub(crate) fn household_row(&self, now: i64) -> AppResult<HouseholdRow> {
         let f = &self.state.fields;
         Ok(HouseholdRow {
             id: self.id.clone(),
@@ -133,7 +133,7 @@ impl Stored {
         })
     }
 
-    fn member_row(&self, now: i64) -> AppResult<MemberRow> {
+    pub(crate) fn member_row(&self, now: i64) -> AppResult<MemberRow> {
         let f = &self.state.fields;
         let tri = |name: &str| get_str(f, name).unwrap_or_else(|| "unknown".into());
         Ok(MemberRow {
