@@ -1,4 +1,4 @@
-//! Folding counter deltas into the roll-ups of every unit above each village.
+//! Folding counter deltas into the village counters and the roll-ups of every unit above.
 
 use super::tallies::Tally;
 use crate::db::{self, DbConn};
@@ -8,7 +8,8 @@ use std::collections::HashMap;
 /// Arbitrary constant naming the fold's advisory lock on PostgreSQL.
 const FOLD_LOCK_KEY: i64 = 0x4841_4d4c_4654;
 
-/// Moves every committed delta into `unit_tallies` (one fold at a time across processes).
+/// Moves every committed delta into `village_tallies` and `unit_tallies` (one fold at a time
+/// across processes).
 /// Returns how many delta rows were folded; 0 when another process is folding.
 pub fn fold(conn: &mut DbConn) -> AppResult<usize> {
     crate::db::tx::write(
@@ -51,6 +52,7 @@ pub fn fold_locked(conn: &mut DbConn) -> AppResult<usize> {
     if deltas.0.is_empty() {
         return Ok(0);
     }
+    db::tallies::fold_into_villages(conn, &deltas)?;
     let units = roll_up(conn, &deltas)?;
     db::tallies::add_to_units(conn, &units)?;
     Ok(deltas.0.len())

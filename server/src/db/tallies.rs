@@ -132,12 +132,11 @@ fn village_rows(t: &Tally) -> Vec<VillageRow> {
         .collect()
 }
 
-/// Moves village counters by `delta` (in key order: village first) and appends the same delta
-/// for the roll-ups.
+/// Appends `delta` (village-keyed) as insert-only delta rows: a push never updates a counter
+/// row, so pushes from phones of one village never wait for each other on counters. The fold
+/// moves deltas into the village counters and every roll-up above; reads add the unfolded tail.
 pub fn add_to_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
-    let rows = village_rows(delta);
-    add_counts!(conn, village_tallies, rows, (village_id, metric, birth_year));
-    let deltas: Vec<NewDelta> = rows
+    let deltas: Vec<NewDelta> = village_rows(delta)
         .into_iter()
         .map(|r| NewDelta {
             village_id: r.village_id,
@@ -153,6 +152,13 @@ pub fn add_to_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
             .values(chunk)
             .execute(c))?;
     }
+    Ok(())
+}
+
+/// Adds folded deltas to the village counters (in key order: village first).
+pub fn fold_into_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
+    let rows = village_rows(delta);
+    add_counts!(conn, village_tallies, rows, (village_id, metric, birth_year));
     Ok(())
 }
 
@@ -200,7 +206,8 @@ pub fn ancestors_above(conn: &mut DbConn, villages: &[String]) -> QueryResult<Ve
     Ok(out)
 }
 
-/// Village counters of the given villages.
+/// Counters of the given villages: folded rows plus the deltas not folded yet. Call inside one
+/// snapshot (see [`of_units`]).
 pub fn of_villages(conn: &mut DbConn, villages: &[String]) -> QueryResult<Tally> {
     let mut rows = Vec::new();
     for chunk in villages.chunks(CHUNK) {
@@ -209,6 +216,13 @@ pub fn of_villages(conn: &mut DbConn, villages: &[String]) -> QueryResult<Tally>
             t::village_tallies
                 .filter(t::village_id.eq_any(chunk))
                 .select((t::village_id, t::metric, t::birth_year, t::yes, t::no, t::unknown))
+                .load::<(String, String, i32, i64, i64, i64)>(conn)?,
+        );
+        use tally_deltas::dsl as d;
+        rows.extend(
+            d::tally_deltas
+                .filter(d::village_id.eq_any(chunk))
+                .select((d::village_id, d::metric, d::birth_year, d::yes, d::no, d::unknown))
                 .load::<(String, String, i32, i64, i64, i64)>(conn)?,
         );
     }
@@ -285,13 +299,19 @@ pub fn of_units_deltas_only(conn: &mut DbConn, units: &[String]) -> QueryResult<
     Ok(into_tally(rows.into_iter().filter(|r| wanted.contains(&r.0))))
 }
 
+/// Every village's counters, unfolded deltas included.
 pub fn all_villages(conn: &mut DbConn) -> QueryResult<Tally> {
+    use tally_deltas::dsl as d;
     use village_tallies::dsl as t;
-    Ok(into_tally(
-        t::village_tallies
-            .select((t::village_id, t::metric, t::birth_year, t::yes, t::no, t::unknown))
-            .load(conn)?,
-    ))
+    let mut rows: Vec<(String, String, i32, i64, i64, i64)> = t::village_tallies
+        .select((t::village_id, t::metric, t::birth_year, t::yes, t::no, t::unknown))
+        .load(conn)?;
+    rows.extend(
+        d::tally_deltas
+            .select((d::village_id, d::metric, d::birth_year, d::yes, d::no, d::unknown))
+            .load::<(String, String, i32, i64, i64, i64)>(conn)?,
+    );
+    Ok(into_tally(rows))
 }
 
 pub fn all_units(conn: &mut DbConn) -> QueryResult<Tally> {
