@@ -125,9 +125,14 @@ impl Application {
         .listen(listener)
         .map_err(|e| e.to_string())?
         .shutdown_timeout(10);
-        if let Some(n) = config.workers {
-            server = server.workers(n.max(1));
-        }
+        let workers = config
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        // Database work runs on blocking threads; more of them than pooled connections only
+        // wait, and each idle one keeps its own malloc arena (hundreds of MB with 256 phones).
+        let blocking = (config.pool.max_size as usize).div_ceil(workers).max(2);
+        server = server.workers(workers).worker_max_blocking_threads(blocking);
         if !config.handle_signals {
             server = server.disable_signals();
         }

@@ -821,7 +821,7 @@ fn pulls_are_complete_while_others_push(backend: Backend) {
 
 /// PostgreSQL hands out change sequence numbers at insert time, so a transaction that commits
 /// late has a smaller number than one that committed before it. A pull between the two commits
-/// must not move its cursor past the late one.
+/// must not move its cursor past the late one, nor tell the phone it has everything.
 #[test]
 fn postgres_pull_never_skips_a_change_committed_late() {
     use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -849,8 +849,15 @@ fn postgres_pull_never_skips_a_change_committed_late() {
     // Meanwhile a push commits (a later sequence number), and the phone pulls.
     let fast = id();
     phone.push_ok(&[phone.upsert("household", fast, 0, household(v1, "Fast"))]);
-    let (first, cursor) = phone.pull_all(Some(&start));
+    let (status, page) = phone.pull_page(Some(&start), 500);
+    assert_eq!(status, 200, "{page}");
+    let first: Vec<Value> = page["changes"].as_array().cloned().unwrap_or_default();
     assert!(by_id(&first, held).is_empty(), "uncommitted work is invisible");
+    assert_eq!(
+        page["has_more"], true,
+        "the fast change waits behind the open transaction: the phone must come back"
+    );
+    let cursor = page["cursor"].as_str().unwrap().to_owned();
 
     diesel::sql_query("COMMIT").execute(&mut slow).unwrap();
     let (second, _) = phone.pull_all(Some(&cursor));

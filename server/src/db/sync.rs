@@ -163,6 +163,32 @@ pub fn changes_after(
         .load(conn)
 }
 
+/// Whether any change in villages under `scope` after `(txid, seq)` has a transaction id at or
+/// above `horizon` (it committed while an older transaction still runs).
+pub fn any_change_from(
+    conn: &mut DbConn,
+    scope: &[String],
+    after: (i64, i64),
+    horizon: i64,
+) -> QueryResult<bool> {
+    use diesel::dsl::{exists, select};
+    let (txid, seq) = after;
+    let in_scope = unit_closure::table
+        .filter(unit_closure::ancestor_id.eq_any(scope.to_vec()))
+        .select(unit_closure::descendant_id);
+    select(exists(
+        sync_changes::table
+            .filter(sync_changes::village_id.eq_any(in_scope))
+            .filter(sync_changes::txid.ge(horizon))
+            .filter(
+                sync_changes::txid
+                    .gt(txid)
+                    .or(sync_changes::txid.eq(txid).and(sync_changes::seq.gt(seq))),
+            ),
+    ))
+    .get_result(conn)
+}
+
 pub fn conflict(conn: &mut DbConn, id: &str) -> QueryResult<Option<ConflictRow>> {
     conflicts::table
         .find(id)

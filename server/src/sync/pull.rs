@@ -54,14 +54,38 @@ pub fn pull(
         _ => START,
     };
     let scope = principal.scope_ids();
-    crate::db::tx::snapshot(conn, |conn| page(conn, &scope, after, limit))
+    // A page left empty only because a transaction older than the waiting changes is still
+    // running: wait a little for it rather than send the phone straight back.
+    let mut waits = 0;
+    loop {
+        let (response, held_back) = crate::db::tx::snapshot(conn, |conn| page(conn, &scope, after, limit))?;
+        if !(held_back && response.changes.is_empty()) || waits >= HELD_BACK_WAITS {
+            return Ok(response);
+        }
+        waits += 1;
+        std::thread::sleep(std::time::Duration::from_millis(40));
+    }
 }
 
-/// One page, read from one snapshot.
-fn page(conn: &mut DbConn, scope: &[String], after: (i64, i64), limit: i64) -> AppResult<PullResponse> {
+/// How many times (of 40 ms) a pull waits for the horizon before answering an empty page.
+const HELD_BACK_WAITS: u32 = 25;
+
+/// One page, read from one snapshot, and whether committed changes wait behind the horizon
+/// (then `has_more` is true: the phone must come back for them).
+fn page(
+    conn: &mut DbConn,
+    scope: &[String],
+    after: (i64, i64),
+    limit: i64,
+) -> AppResult<(PullResponse, bool)> {
     let horizon = db::sync::pg_horizon(conn)?;
     let mut rows = db::sync::changes_after(conn, scope, after, horizon, limit + 1)?;
-    let has_more = rows.len() as i64 > limit;
+    let mut has_more = rows.len() as i64 > limit;
+    let held_back = match horizon {
+        Some(h) if !has_more => db::sync::any_change_from(conn, scope, after, h)?,
+        _ => false,
+    };
+    has_more |= held_back;
     rows.truncate(limit as usize);
     let next = rows.last().map_or(after, |r| (r.txid, r.seq));
 
@@ -122,11 +146,14 @@ fn page(conn: &mut DbConn, scope: &[String], after: (i64, i64), limit: i64) -> A
             },
         });
     }
-    Ok(PullResponse {
-        changes,
-        cursor: encode(next),
-        has_more,
-    })
+    Ok((
+        PullResponse {
+            changes,
+            cursor: encode(next),
+            has_more,
+        },
+        held_back,
+    ))
 }
 
 #[cfg(test)]

@@ -188,8 +188,9 @@ pub(crate) struct Batch<'a> {
     household_villages: HashMap<String, Option<String>>,
     /// Prefetched bundles, read before any change: what each counted, and its members' rows.
     before: HashMap<String, Tally>,
+    bundle_households: HashMap<String, HouseholdRow>,
     bundle_members: HashMap<String, Vec<MemberRow>>,
-    /// Records new in this write, inserted together by [`Batch::flush`].
+    /// Record rows this write changed, written together by [`Batch::flush`].
     new_households: Vec<HouseholdRow>,
     new_members: Vec<MemberRow>,
     pending: HashMap<(RecordType, String), usize>,
@@ -210,6 +211,7 @@ impl<'a> Batch<'a> {
             records: HashMap::new(),
             household_villages: HashMap::new(),
             before: HashMap::new(),
+            bundle_households: HashMap::new(),
             bundle_members: HashMap::new(),
             new_households: Vec::new(),
             new_members: Vec::new(),
@@ -294,6 +296,9 @@ impl<'a> Batch<'a> {
             let household: Vec<HouseholdRow> = rows.remove(id).into_iter().collect();
             let counted = tallies::of_bundles(&household, &self.bundle_members[id]);
             self.before.insert(id.clone(), counted);
+            if let Some(row) = household.into_iter().next() {
+                self.bundle_households.insert(id.clone(), row);
+            }
         }
         Ok(())
     }
@@ -319,15 +324,14 @@ impl<'a> Batch<'a> {
         Ok(village)
     }
 
-    /// Stores a record's new state: new records wait for [`Batch::flush`] to be inserted
-    /// together; existing rows are updated at once.
-    fn save(&mut self, conn: &mut DbConn, record: &Stored, existed: bool) -> AppResult<()> {
+    /// Stores a record's new state. Rows wait for [`Batch::flush`] to be written together;
+    /// every read of this write sees them through its own state.
+    fn save(&mut self, record: &Stored) -> AppResult<()> {
         let now = self.ctx.now_us;
         let key = (record.record_type, record.id.clone());
         match (self.pending.get(&key), record.record_type) {
             (Some(&i), RecordType::Household) => self.new_households[i] = record.household_row(now)?,
             (Some(&i), RecordType::Member) => self.new_members[i] = record.member_row(now)?,
-            (None, _) if existed => store::save(conn, record, true, now)?,
             (None, RecordType::Household) => {
                 self.pending.insert(key.clone(), self.new_households.len());
                 self.new_households.push(record.household_row(now)?);
@@ -348,11 +352,20 @@ impl<'a> Batch<'a> {
     /// The members naming `household`, as this write leaves them: placed in a village
     /// (`attached`) or waiting for the household.
     fn members_of(&mut self, conn: &mut DbConn, household: &str, attached: bool) -> AppResult<Vec<Stored>> {
-        let mut out: std::collections::BTreeMap<String, Stored> = std::collections::BTreeMap::new();
         let rows = match self.bundle_members.get(household) {
             Some(rows) => rows.clone(),
             None => db::records::members_of_household(conn, household, attached)?,
         };
+        Ok(self
+            .overlay(household, rows)?
+            .into_iter()
+            .filter(|m| m.village.is_some() == attached)
+            .collect())
+    }
+
+    /// `rows` (members of `household` as read) with this write's changes on top.
+    fn overlay(&self, household: &str, rows: Vec<MemberRow>) -> AppResult<Vec<Stored>> {
+        let mut out: std::collections::BTreeMap<String, Stored> = std::collections::BTreeMap::new();
         for row in rows {
             out.insert(row.id.clone(), Stored::from_member(row)?);
         }
@@ -369,10 +382,37 @@ impl<'a> Batch<'a> {
                 }
             }
         }
-        Ok(out
-            .into_values()
-            .filter(|m| m.village.is_some() == attached)
-            .collect())
+        Ok(out.into_values().collect())
+    }
+
+    /// What the touched bundles count now: from this write's own state where the bundle was
+    /// prefetched (its household row is locked, so nobody else changed it), else read back.
+    fn counted_after(&mut self, conn: &mut DbConn, ids: &[String]) -> AppResult<Tally> {
+        let now = self.ctx.now_us;
+        let mut households = Vec::new();
+        let mut members = Vec::new();
+        let mut unknown = Vec::new();
+        for h in ids {
+            let Some(rows) = self.bundle_members.get(h) else {
+                unknown.push(h.clone());
+                continue;
+            };
+            let household = match self.records.get(&(RecordType::Household, h.clone())) {
+                Some(Some(stored)) => Some(stored.household_row(now)?),
+                Some(None) => None,
+                None => self.bundle_households.get(h).cloned(),
+            };
+            households.extend(household);
+            for m in self.overlay(h, rows.clone())? {
+                members.push(m.member_row(now)?);
+            }
+        }
+        if !unknown.is_empty() {
+            let (hs, ms) = db::tallies::bundles(conn, &unknown, false)?;
+            households.extend(hs);
+            members.extend(ms);
+        }
+        Ok(tallies::of_bundles(&households, &members))
     }
 
     /// Locks a household bundle and records what it counts, before its first change in this
@@ -393,16 +433,13 @@ impl<'a> Batch<'a> {
     /// Moves the counters by what the touched bundles count now minus what they counted before,
     /// then appends the change log entries and conflicts gathered so far.
     pub(crate) fn flush(&mut self, conn: &mut DbConn) -> AppResult<()> {
-        db::records::insert_households(conn, &std::mem::take(&mut self.new_households))?;
-        db::records::insert_members(conn, &std::mem::take(&mut self.new_members))?;
+        db::records::upsert_households(conn, &std::mem::take(&mut self.new_households))?;
+        db::records::upsert_members(conn, &std::mem::take(&mut self.new_members))?;
         self.pending.clear();
         if !self.touched.is_empty() {
             let ids: Vec<String> = std::mem::take(&mut self.touched).into_iter().collect();
-            let (households, members) = db::tallies::bundles(conn, &ids, false)?;
-            let delta = Tally::delta(
-                &std::mem::take(&mut self.counted_before),
-                &tallies::of_bundles(&households, &members),
-            );
+            let after = self.counted_after(conn, &ids)?;
+            let delta = Tally::delta(&std::mem::take(&mut self.counted_before), &after);
             db::tallies::add_to_villages(conn, &delta)?;
         }
         db::sync::insert_changes(conn, &std::mem::take(&mut self.changes))?;
@@ -632,7 +669,7 @@ impl<'a> Batch<'a> {
             },
             created_us: before.as_ref().map_or(now, |b| b.created_us),
         };
-        self.save(conn, &record, before.is_some())?;
+        self.save(&record)?;
         let old_village = before.as_ref().and_then(|b| b.village.clone());
         if changed {
             self.log_change(&record, old_village.as_deref());
@@ -676,7 +713,7 @@ impl<'a> Batch<'a> {
             if allowed {
                 member.village = Some(village.clone());
                 member.state.version += 1;
-                self.save(conn, &member, true)?;
+                self.save(&member)?;
                 self.log_change(&member, None);
             } else {
                 // The member's pusher may not write in this household's village: an admin decides.
@@ -715,7 +752,7 @@ impl<'a> Batch<'a> {
         for mut member in self.members_of(conn, &household.id, true)? {
             member.village = household.village.clone();
             member.state.version += 1;
-            self.save(conn, &member, true)?;
+            self.save(&member)?;
             self.log_change(&member, old_village);
         }
         Ok(())

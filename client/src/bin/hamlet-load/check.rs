@@ -118,7 +118,11 @@ pub fn records(plan: &Plan, site: &Site, pulled: &Pulled) -> Vec<String> {
                         ));
                     }
                 }
-                _ => problems.push(format!("device {d}: household {} not pulled", h.id)),
+                Some(c) => problems.push(format!(
+                    "device {d}: household {} pulled as deleted={} (version {})",
+                    h.id, c.deleted, c.version
+                )),
+                None => problems.push(format!("device {d}: household {} not pulled", h.id)),
             }
         }
         for m in plan
