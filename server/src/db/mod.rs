@@ -16,7 +16,9 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection};
 use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
 pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
@@ -129,8 +131,11 @@ impl ManageConnection for DbManager {
             .map_err(diesel::r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        std::thread::panicking()
+    /// A connection whose transaction state is unknown (a failed COMMIT or ROLLBACK, usually a
+    /// lost connection or a failed write) is dropped instead of going back to the pool, where
+    /// every later transaction on it would fail.
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }
 
@@ -164,11 +169,35 @@ pub fn build_pool(url: &str, options: &PoolOptions) -> Result<DbPool, String> {
         Backend::Postgres => options.max_size,
     };
     Ok(Pool::builder()
+        .error_handler(Box::new(ConnectErrorLog::default()))
         .max_size(max_size)
         .min_idle(Some(0))
         .connection_timeout(options.connection_timeout)
         .test_on_check_out(true)
         .build_unchecked(manager))
+}
+
+/// Logs the pool's failed connection attempts and health checks as warnings, at most one a
+/// second: while the database is down the pool retries in the background, and r2d2's own
+/// handler would log an ERROR for every attempt.
+#[derive(Debug, Default)]
+struct ConnectErrorLog {
+    last: Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+}
+
+impl diesel::r2d2::HandleError<diesel::r2d2::Error> for ConnectErrorLog {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *last = Some(now);
+        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        tracing::warn!(error = %error, suppressed, "database connection failed; retrying");
+    }
 }
 
 /// Arbitrary constant naming Hamlet's migration advisory lock on PostgreSQL.
