@@ -3,7 +3,7 @@
 use crate::auth::{AuthSettings, tokens::TokenKeys};
 use crate::config::Config;
 use crate::db::{self, DbPool};
-use crate::http::{self, errors, metrics::Metrics};
+use crate::http::{self, decompress, errors, metrics::Metrics};
 use crate::state::AppState;
 use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -75,6 +75,11 @@ impl Application {
             http::routes(app)
                 .default_service(web::to(errors::not_found))
                 .into_app()
+                // Compressed bodies are decoded here, the limit applied while decoding.
+                .wrap_fn(move |mut req, srv| {
+                    decompress::decode_request_body(&mut req, body_limit);
+                    srv.call(req)
+                })
                 .wrap(ErrorHandlers::new().default_handler(errors::normalize_error_body))
                 .wrap_fn(move |req, srv| {
                     let start = Instant::now();

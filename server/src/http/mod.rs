@@ -3,6 +3,7 @@
 
 pub mod aggregates;
 pub mod auth;
+pub mod decompress;
 pub mod errors;
 pub mod metrics;
 pub mod ops;
