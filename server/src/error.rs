@@ -168,12 +168,14 @@ const CONNECTION_LOST: &[&str] = &[
     "the database system is not yet accepting connections",
 ];
 
-/// SQLite's messages for a database it cannot write: a read-only file or directory
-/// (SQLITE_READONLY), a full disk (SQLITE_FULL), a failed write (SQLITE_IOERR).
+/// Messages of a database that cannot write: SQLite's read-only file or directory
+/// (SQLITE_READONLY), full disk (SQLITE_FULL) and failed write (SQLITE_IOERR); PostgreSQL's
+/// full disk (`could not extend file ...: No space left on device`).
 const CANNOT_WRITE: &[&str] = &[
     "attempt to write a readonly database",
     "database or disk is full",
     "disk I/O error",
+    "No space left on device",
 ];
 
 impl From<diesel::result::Error> for AppError {
@@ -285,6 +287,7 @@ mod tests {
             "attempt to write a readonly database",
             "database or disk is full",
             "disk I/O error",
+            "could not extend file \"base/16384/16385\": No space left on device",
         ] {
             let e = db_error(DatabaseErrorKind::Unknown, message);
             assert!(matches!(e, AppError::Unwritable(_)), "{message}: {e:?}");

@@ -96,7 +96,7 @@ impl Application {
                         metrics.observe(&method, &route, res.status(), elapsed);
                         // Route pattern and status only: paths and bodies may hold personal data.
                         tracing::info!(
-                            method = %method,
+                            method = crate::http::metrics::method_label(&method),
                             route = %route,
                             status = res.status().as_u16(),
                             elapsed_ms = elapsed.as_secs_f64() * 1000.0,
@@ -118,7 +118,7 @@ impl Application {
                         Ok(res)
                     }
                 })
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<crate::telemetry::PrivateRootSpan>::new())
         })
         // Responses go out as soon as they are written: with Nagle's algorithm a response written
         // in two segments waited for the client's delayed ACK (~40 ms per request).

@@ -133,7 +133,7 @@ fn assert_unavailable(r: &Reply) {
 /// A household with two members, as one batch; returns the batch and the record ids.
 fn family(phone: &Phone, village: UnitId, n: usize) -> (Vec<Value>, [Uuid; 3]) {
     let ids = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
-    let smartphone = if n % 3 == 0 { "no" } else { "yes" };
+    let smartphone = if n.is_multiple_of(3) { "no" } else { "yes" };
     let batch = vec![
         phone.upsert("household", ids[0], 0, household(village, "Hộ gia đình")),
         phone.upsert(
@@ -830,6 +830,14 @@ fn sqlite_read_only_database_refuses_writes_cleanly() {
     // Reads are served: the phone still pulls what was stored before.
     phone.base = server.base.clone();
     assert_pulled_exactly(&phone, &before_ids.into_iter().collect());
+    let aggregates = get(
+        "aggregates",
+        &server.base,
+        &format!("/api/v1/aggregates/{v1}"),
+        Some(&phone.token),
+    );
+    assert_eq!(aggregates.status, 200, "{}", aggregates.body);
+    assert_eq!(aggregates.body["households"], 1, "{}", aggregates.body);
     assert_eq!(get("healthz", &server.base, "/healthz", None).status, 200);
     assert!(
         !log_lines(&server, "database cannot be written").is_empty(),
@@ -1013,6 +1021,7 @@ fn two_processes_on_one_database_behave_as_one(backend: Backend) {
     import_units(&pool, SMALL_TREE);
     add_user(&pool, "v1team", PW, Role::Enumerator, &["V1"]);
     add_user(&pool, "c1admin", PW, Role::Admin, &["C1"]);
+    let v1other = add_user(&pool, "v1other", PW, Role::Enumerator, &["V1"]);
     let v1 = unit_id(&pool, "V1");
     let c1 = unit_id(&pool, "C1");
     drop(pool);
@@ -1207,6 +1216,19 @@ fn two_processes_on_one_database_behave_as_one(backend: Backend) {
         None,
     );
     assert_eq!(refresh.status, 401, "{}", refresh.body);
+
+    // A user disabled through B is refused by A at once.
+    let other = Phone::login_at(&a.base, "v1other", PW);
+    assert_eq!(pull_page(&a.base, &other.token, None, 10).status, 200);
+    let disable = post(
+        "disable",
+        &b.base,
+        &format!("/api/v1/users/{v1other}/disable"),
+        None,
+        Some(&admin.token),
+    );
+    assert_eq!(disable.status, 204, "{}", disable.body);
+    assert_eq!(pull_page(&a.base, &other.token, None, 10).status, 401);
 
     assert_no_internal_error(&a);
     assert_no_internal_error(&b);

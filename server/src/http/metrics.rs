@@ -63,11 +63,12 @@ impl Metrics {
     }
 
     pub fn observe(&self, method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+        let method = method_label(method);
         self.requests
-            .with_label_values(&[method.as_str(), route, status.as_str()])
+            .with_label_values(&[method, route, status.as_str()])
             .inc();
         self.latency
-            .with_label_values(&[method.as_str(), route])
+            .with_label_values(&[method, route])
             .observe(elapsed.as_secs_f64());
     }
 
@@ -83,6 +84,23 @@ impl Metrics {
             .expect("text encoding cannot fail");
         String::from_utf8(out).expect("prometheus text is UTF-8")
     }
+}
+
+/// A method as a label: the standard ones by name, any other as `OTHER`, so a client cannot
+/// write what it likes into labels and logs (or make a label per request).
+pub fn method_label(method: &Method) -> &'static str {
+    [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+    ]
+    .into_iter()
+    .find(|(m, _)| m == method)
+    .map_or("OTHER", |(_, label)| label)
 }
 
 impl Default for Metrics {
