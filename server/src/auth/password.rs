@@ -79,7 +79,7 @@ impl PasswordParams {
     }
 }
 
-/// The password policy: 10 to 128 characters, not the username.
+/// The password policy: 10 to 128 characters, no control characters, not the username.
 pub fn check_policy(username: &str, password: &str) -> Result<(), ErrorDetail> {
     let chars = password.chars().count();
     if chars < MIN_PASSWORD_CHARS {
@@ -94,6 +94,14 @@ pub fn check_policy(username: &str, password: &str) -> Result<(), ErrorDetail> {
             "password",
             ErrorCode::TooLong,
             format!("password must have at most {MAX_PASSWORD_CHARS} characters"),
+        ));
+    }
+    // A NUL or a newline cannot be typed on a phone, and other tools may cut the password there.
+    if password.chars().any(char::is_control) {
+        return Err(ErrorDetail::field(
+            "password",
+            ErrorCode::InvalidFormat,
+            "password must not contain control characters",
         ));
     }
     if password.trim().eq_ignore_ascii_case(username.trim()) {

@@ -78,7 +78,27 @@ pub fn mutations(conn: &mut DbConn, device_id: &str, ids: &[i64]) -> QueryResult
     Ok(out)
 }
 
+/// Stores idempotency records. A rejected mutation's `type` and `id` are kept as sent, and may
+/// hold anything a JSON string can: a NUL byte, which PostgreSQL refuses in text, is stored as
+/// U+FFFD on both backends (the result returned on a replay comes from `outcome`, intact).
 pub fn insert_mutations(conn: &mut DbConn, rows: &[MutationRow]) -> QueryResult<()> {
+    let cleaned: Vec<MutationRow>;
+    let rows = if rows
+        .iter()
+        .any(|r| r.record_type.contains('\0') || r.record_id.contains('\0'))
+    {
+        cleaned = rows
+            .iter()
+            .map(|r| MutationRow {
+                record_type: r.record_type.replace('\0', "\u{fffd}"),
+                record_id: r.record_id.replace('\0', "\u{fffd}"),
+                ..r.clone()
+            })
+            .collect();
+        &cleaned[..]
+    } else {
+        rows
+    };
     for chunk in rows.chunks(CHUNK) {
         crate::per_backend!(&mut *conn, |c| diesel::insert_into(sync_mutations::table)
             .values(chunk)

@@ -125,6 +125,11 @@ pub async fn resolve_conflict(
     body: web::Json<ResolveRequest>,
 ) -> AppResult<web::Json<ConflictInfo>> {
     let (id, req) = (id.into_inner(), body.into_inner());
+    // Conflict ids are UUIDs: anything else names no conflict (and is not sent to the database,
+    // where PostgreSQL would refuse a NUL byte in it as an error).
+    if hamlet_shared::records::canonical_uuid(&id).is_none() {
+        return Err(crate::error::AppError::not_found("conflict"));
+    }
     let ctx = push_service::context(principal, state.sync.max_clock_skew_secs * 1000);
     Ok(web::Json(
         state
