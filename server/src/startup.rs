@@ -54,6 +54,10 @@ impl Application {
         });
         spawn_fold(state.clone(), config.aggregates.fold_interval_secs);
         let openapi = web::Data::new(http::openapi());
+        let sync_gate = web::Data::new(http::admission::SyncGate::new(
+            config.pool.max_size as usize,
+            http::admission::QUEUE_WAIT,
+        ));
         let body_limit = config.body_limit;
 
         let mut server = HttpServer::new(move || {
@@ -62,6 +66,7 @@ impl Application {
                 .into_utoipa_app()
                 .app_data(state.clone())
                 .app_data(openapi.clone())
+                .app_data(sync_gate.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(body_limit)
@@ -75,6 +80,7 @@ impl Application {
             http::routes(app)
                 .default_service(web::to(errors::not_found))
                 .into_app()
+                .wrap(actix_web::middleware::from_fn(http::admission::admit))
                 // Compressed bodies are decoded here, the limit applied while decoding.
                 .wrap_fn(move |mut req, srv| {
                     decompress::decode_request_body(&mut req, body_limit);

@@ -1,6 +1,7 @@
 //! HTTP layer: thin handlers (extract, authorize, call a service), the route table and the
 //! OpenAPI document generated from it.
 
+pub mod admission;
 pub mod aggregates;
 pub mod auth;
 pub mod decompress;
