@@ -5,7 +5,7 @@
 //! after a pull can then never sit behind that pull's cursor. Each change is sent as the
 //! record's current state; a record no longer in scope is sent as deleted with its placement.
 
-use super::store::Stored;
+use super::store;
 use crate::auth::{Action, Principal, authorize};
 use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
@@ -102,15 +102,34 @@ fn page(
             .into_iter()
             .collect()
     };
-    let mut records: HashMap<(RecordType, String), Stored> = HashMap::new();
+    // What a pull sends of each record: fields, version, placement (no merge clocks to parse).
+    struct Sent {
+        fields: serde_json::Map<String, serde_json::Value>,
+        version: i64,
+        deleted: bool,
+        village: Option<String>,
+        placement: &'static str,
+    }
+    let mut records: HashMap<(RecordType, String), Sent> = HashMap::new();
     for row in db::records::households_by_ids(conn, &ids(RecordType::Household))? {
-        records.insert(
-            (RecordType::Household, row.id.clone()),
-            Stored::from_household(row)?,
-        );
+        let sent = Sent {
+            fields: store::household_fields(&row),
+            version: row.version,
+            deleted: row.deleted_us.is_some(),
+            village: Some(row.village_id),
+            placement: RecordType::Household.placement_field(),
+        };
+        records.insert((RecordType::Household, row.id), sent);
     }
     for row in db::records::members_by_ids(conn, &ids(RecordType::Member))? {
-        records.insert((RecordType::Member, row.id.clone()), Stored::from_member(row)?);
+        let sent = Sent {
+            fields: store::member_fields(&row),
+            version: row.version,
+            deleted: row.deleted_us.is_some(),
+            village: row.village_id,
+            placement: RecordType::Member.placement_field(),
+        };
+        records.insert((RecordType::Member, row.id), sent);
     }
     let villages: Vec<String> = records
         .values()
@@ -126,24 +145,25 @@ fn page(
             continue;
         }
         let record_type: RecordType = r.record_type.parse().map_err(AppError::Internal)?;
-        let Some(record) = records.get(&(record_type, r.record_id.clone())) else {
+        // Each record is sent once (at its last position), so its fields move into the page.
+        let Some(mut record) = records.remove(&(record_type, r.record_id.clone())) else {
             continue;
         };
         let in_scope = record.village.as_ref().is_some_and(|v| visible.contains(v));
-        let deleted = record.state.deleted || !in_scope;
+        let deleted = record.deleted || !in_scope;
+        if deleted {
+            let place = record.fields.remove(record.placement).unwrap_or_default();
+            record.fields = std::iter::once((record.placement.to_owned(), place)).collect();
+        }
         changes.push(Change {
             record_type,
             id: r
                 .record_id
                 .parse()
                 .map_err(|_| AppError::Internal("bad record id".into()))?,
-            version: record.state.version,
+            version: record.version,
             deleted,
-            fields: if deleted {
-                record.placement()
-            } else {
-                record.state.fields.clone()
-            },
+            fields: record.fields,
         });
     }
     Ok((

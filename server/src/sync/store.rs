@@ -43,57 +43,59 @@ fn clocks_to(clocks: &BTreeMap<String, FieldClock>) -> String {
     serde_json::to_string(clocks).unwrap_or_else(|_| "{}".to_owned())
 }
 
+/// A household's fields as the wire names them.
+pub fn household_fields(row: &HouseholdRow) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("village_id".into(), Value::from(row.village_id.clone()));
+    fields.insert("head_name".into(), Value::from(row.head_name.clone()));
+    fields.insert("address".into(), text(row.address.clone()));
+    fields.insert("fixed_broadband".into(), Value::from(row.fixed_broadband.clone()));
+    fields.insert("surveyed_on".into(), text(row.surveyed_on.clone()));
+    fields
+}
+
+/// A member's fields as the wire names them.
+pub fn member_fields(row: &MemberRow) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("household_id".into(), Value::from(row.household_id.clone()));
+    fields.insert("full_name".into(), Value::from(row.full_name.clone()));
+    fields.insert("birth_year".into(), Value::from(row.birth_year));
+    fields.insert("sex".into(), text(row.sex.clone()));
+    for (name, value) in [
+        ("owns_smartphone", &row.owns_smartphone),
+        ("has_transaction_account", &row.has_transaction_account),
+        ("vneid_level2", &row.vneid_level2),
+        ("uses_online_public_services", &row.uses_online_public_services),
+        ("uses_cashless_payment", &row.uses_cashless_payment),
+        ("has_digital_signature", &row.has_digital_signature),
+    ] {
+        fields.insert(name.into(), Value::from(value.clone()));
+    }
+    fields
+}
+
 impl Stored {
     pub fn from_household(row: HouseholdRow) -> AppResult<Self> {
-        let mut fields = Map::new();
-        fields.insert("village_id".into(), Value::from(row.village_id.clone()));
-        fields.insert("head_name".into(), Value::from(row.head_name));
-        fields.insert("address".into(), text(row.address));
-        fields.insert("fixed_broadband".into(), Value::from(row.fixed_broadband));
-        fields.insert("surveyed_on".into(), text(row.surveyed_on));
         Ok(Self {
             record_type: RecordType::Household,
             state: RecordState {
-                fields,
+                fields: household_fields(&row),
                 clocks: clocks_from(&row.clocks, &row.id)?,
                 version: row.version,
                 deleted: row.deleted_us.is_some(),
             },
-            id: row.id,
             village: Some(row.village_id),
+            id: row.id,
             pushed_by: None,
             created_us: row.created_us,
         })
     }
 
     pub fn from_member(row: MemberRow) -> AppResult<Self> {
-        let mut fields = Map::new();
-        fields.insert("household_id".into(), Value::from(row.household_id));
-        fields.insert("full_name".into(), Value::from(row.full_name));
-        fields.insert("birth_year".into(), Value::from(row.birth_year));
-        fields.insert("sex".into(), text(row.sex));
-        fields.insert("owns_smartphone".into(), Value::from(row.owns_smartphone));
-        fields.insert(
-            "has_transaction_account".into(),
-            Value::from(row.has_transaction_account),
-        );
-        fields.insert("vneid_level2".into(), Value::from(row.vneid_level2));
-        fields.insert(
-            "uses_online_public_services".into(),
-            Value::from(row.uses_online_public_services),
-        );
-        fields.insert(
-            "uses_cashless_payment".into(),
-            Value::from(row.uses_cashless_payment),
-        );
-        fields.insert(
-            "has_digital_signature".into(),
-            Value::from(row.has_digital_signature),
-        );
         Ok(Self {
             record_type: RecordType::Member,
             state: RecordState {
-                fields,
+                fields: member_fields(&row),
                 clocks: clocks_from(&row.clocks, &row.id)?,
                 version: row.version,
                 deleted: row.deleted_us.is_some(),
