@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite on both backends: starts PostgreSQL if needed, builds the `hamlet` and
-# `hamlet-client` binaries the CLI tests run, then runs every test of the workspace.
+# The whole test suite on both backends: starts PostgreSQL if needed, builds the `hamlet`,
+# `hamlet-client` and `hamlet-load` binaries the CLI tests run, then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,7 +9,7 @@ export HAMLET_TEST_PG_URL
 
 # One command for both, so the workspace's features are resolved once and the test build reuses
 # these artifacts.
-cargo build --bin hamlet --bin hamlet-client
+cargo build --bin hamlet --bin hamlet-client --bin hamlet-load
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

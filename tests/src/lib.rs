@@ -385,6 +385,11 @@ pub fn hamlet_client_bin() -> PathBuf {
     workspace_bin("hamlet-client", "HAMLET_CLIENT_BIN")
 }
 
+/// The `hamlet-load` binary built from this workspace (`scripts/test.sh` builds it first).
+pub fn hamlet_load_bin() -> PathBuf {
+    workspace_bin("hamlet-load", "HAMLET_LOAD_BIN")
+}
+
 /// A binary of this workspace: `env_var` when set, else next to the test executable's target dir.
 fn workspace_bin(name: &str, env_var: &str) -> PathBuf {
     if let Ok(path) = std::env::var(env_var) {

@@ -759,7 +759,55 @@ backend_tests!(
     gzip_request_bodies_are_accepted,
     pulls_are_complete_while_others_push,
     concurrent_writers_wait_instead_of_failing,
+    the_load_generator_finds_what_it_sent,
 );
+
+/// `hamlet-load`, small: its own commune, replayed batches, members before their household,
+/// deletes, concurrent edits, pulls, and the check of every pulled record and aggregate (exit 0
+/// only when every number matches), with the raw ceiling measured on the same database.
+fn the_load_generator_finds_what_it_sent(backend: Backend) {
+    let app = setup(backend);
+    let out = std::process::Command::new(hamlet_load_bin())
+        .args(["--server", &app.base, "--admin", "p1admin", "--parent"])
+        .arg(app.unit_id("P1").to_string())
+        .args([
+            "--devices",
+            "4",
+            "--villages",
+            "2",
+            "--households",
+            "60",
+            "--batch",
+            "25",
+        ])
+        .args([
+            "--duplicates",
+            "0.3",
+            "--out-of-order",
+            "0.3",
+            "--conflicts",
+            "0.2",
+            "--deletes",
+            "0.05",
+        ])
+        .args(["--quiet", "--database-url", &app.db.url])
+        .env("HAMLET_LOAD_PASSWORD", PW)
+        .output()
+        .expect("hamlet-load runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("check: every pulled record and every aggregate"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("of the INSERT ... ON CONFLICT ceiling"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("conflicts listed for review"), "{stdout}");
+    app.assert_consistent();
+}
 
 /// Pulls running while other phones push see every record, none skipped.
 fn pulls_are_complete_while_others_push(backend: Backend) {

@@ -129,9 +129,11 @@ fn run(args: &Args) -> Result<bool, String> {
     };
     let memory = stats::MemorySampler::start(args.server_pid);
     let pushed = push::run(args, &site, &mut plan)?;
+    let push_memory = memory.stop();
     let edits = push::concurrent_edits(args, &site, &mut plan)?;
+    let memory = stats::MemorySampler::start(args.server_pid);
     let pulled = check::pull_all(args, &site)?;
-    let memory = memory.stop();
+    let pull_memory = memory.stop();
 
     println!();
     println!("push: {}", pushed.summary());
@@ -145,8 +147,13 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     println!("edits: {}", edits.summary());
     println!("pull: {}", pulled.summary());
-    if let Some(m) = &memory {
-        println!("server memory: {}", m.summary());
+    if let (Some(push), Some(pull)) = (&push_memory, &pull_memory) {
+        println!(
+            "server memory: max RSS {:.1} MiB while pushing, {:.1} MiB while pulling (high-water mark since start {:.1} MiB)",
+            push.max_rss_kib as f64 / 1024.0,
+            pull.max_rss_kib as f64 / 1024.0,
+            pull.hwm_kib as f64 / 1024.0
+        );
     }
 
     let mut problems = Vec::new();

@@ -55,16 +55,6 @@ pub struct Memory {
     pub hwm_kib: u64,
 }
 
-impl Memory {
-    pub fn summary(&self) -> String {
-        format!(
-            "max RSS during the run {:.1} MiB (high-water mark since start {:.1} MiB)",
-            self.max_rss_kib as f64 / 1024.0,
-            self.hwm_kib as f64 / 1024.0
-        )
-    }
-}
-
 /// Samples a process's RSS every 50 ms until stopped.
 pub struct MemorySampler {
     pid: Option<u32>,
