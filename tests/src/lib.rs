@@ -4,6 +4,7 @@
 //! `scripts/test.sh` starts PostgreSQL and sets it. Without it they fail, never skip.
 
 pub mod proxy;
+pub mod wire;
 
 use hamlet_server::auth::LoginLimits;
 use hamlet_server::auth::password::PasswordParams;

@@ -143,5 +143,7 @@ mod tests {
         assert!(check_policy("nguyenvanlan", "NguyenVanLan").is_err());
         assert!(check_policy("lan", &"x".repeat(129)).is_err());
         assert!(check_policy("lan", "a long enough one").is_ok());
+        assert!(check_policy("lan", "a long\0enough one").is_err());
+        assert!(check_policy("lan", "a long enough one\n").is_err());
     }
 }
