@@ -91,7 +91,7 @@ fn batch(
             json!({ "owns_smartphone": flipped }),
         ));
     }
-    if n % 4 == 0
+    if n.is_multiple_of(4)
         && let Some(older) = n.checked_sub(2).and_then(|i| families.get(i))
     {
         mutations.push(phone.delete("member", older[2], known[&older[2]].version));
