@@ -4,6 +4,7 @@ use crate::aggregates::AggregateSettings;
 use crate::auth::LoginLimits;
 use crate::auth::password::PasswordParams;
 use crate::db::PoolOptions;
+use crate::http::dashboard::session::DashboardSettings;
 use crate::sync::SyncSettings;
 use std::time::Duration;
 
@@ -50,6 +51,8 @@ pub struct ServeArgs {
     pub sync: SyncSettings,
     #[command(flatten)]
     pub aggregates: AggregateSettings,
+    #[command(flatten)]
+    pub dashboard: DashboardSettings,
 }
 
 /// The JWT signing secret. Its Debug output never shows the value.
@@ -100,6 +103,7 @@ pub struct Config {
     pub login_limits: LoginLimits,
     pub sync: SyncSettings,
     pub aggregates: AggregateSettings,
+    pub dashboard: DashboardSettings,
     /// Whether the process owns SIGINT/SIGTERM (off when several servers share a test process).
     pub handle_signals: bool,
 }
@@ -138,6 +142,7 @@ impl Config {
             login_limits: args.login_limits,
             sync: args.sync,
             aggregates: args.aggregates,
+            dashboard: args.dashboard,
             handle_signals: true,
         })
     }

@@ -51,6 +51,10 @@ impl Application {
             metrics: Metrics::new(),
             sync: config.sync,
             aggregates: config.aggregates,
+            dashboard: http::dashboard::Dashboard {
+                key: http::dashboard::session::CookieKey::new(&config.jwt_secret),
+                settings: config.dashboard.clone(),
+            },
         });
         spawn_fold(state.clone(), config.aggregates.fold_interval_secs);
         let openapi = web::Data::new(http::openapi());
@@ -76,7 +80,8 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(errors::path_error))
                 .app_data(web::QueryConfig::default().error_handler(errors::query_error))
                 // Before the /api/v1 scope, which would otherwise claim the path.
-                .route("/api/v1/openapi.json", web::get().to(openapi_json));
+                .route("/api/v1/openapi.json", web::get().to(openapi_json))
+                .map(|app| app.service(http::dashboard::scope()));
             http::routes(app)
                 .default_service(web::to(errors::not_found))
                 .into_app()

@@ -13,6 +13,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub sync: crate::sync::SyncSettings,
     pub aggregates: crate::aggregates::AggregateSettings,
+    pub dashboard: crate::http::dashboard::Dashboard,
 }
 
 impl AppState {

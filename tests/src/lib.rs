@@ -4,6 +4,7 @@
 //! `scripts/test.sh` starts PostgreSQL and sets it. Without it they fail, never skip.
 
 pub mod proxy;
+pub mod webdriver;
 pub mod wire;
 
 use hamlet_server::auth::LoginLimits;
@@ -146,6 +147,7 @@ pub fn test_config(database_url: &str) -> Config {
         login_limits: LoginLimits::default(),
         sync: hamlet_server::sync::SyncSettings::default(),
         aggregates: hamlet_server::aggregates::AggregateSettings::default(),
+        dashboard: Default::default(),
         handle_signals: false,
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod export;
 pub mod fold;
+pub mod overview;
 pub mod tallies;
 
 use crate::auth::{Action, Principal, authorize};

@@ -1,5 +1,6 @@
 //! Authentication (who is calling) and authorization (may they): contract §3–§4.
 
+pub mod activity;
 pub mod authz;
 pub mod password;
 pub mod service;

@@ -551,8 +551,12 @@ pub fn list_devices(conn: &mut DbConn, principal: &Principal) -> AppResult<Vec<D
         users.sort();
         users.dedup();
     }
-    db::auth::devices_of(conn, &users)?
-        .into_iter()
+    list_devices_of(db::auth::devices_of(conn, &users)?)
+}
+
+/// Device rows (with their users' names) as the API shows them.
+pub fn list_devices_of(rows: Vec<(DeviceRow, String)>) -> AppResult<Vec<DeviceInfo>> {
+    rows.into_iter()
         .map(|(d, username)| {
             Ok(DeviceInfo {
                 device_id: d

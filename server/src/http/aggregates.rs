@@ -91,6 +91,18 @@ pub async fn export(
     q: web::Query<ExportQuery>,
 ) -> AppResult<HttpResponse> {
     let req = Request::parse(q.year, q.as_of.as_deref())?;
+    export_response(state, principal, id.into_inner(), req, &q.format).await
+}
+
+/// The export of a unit as a download (CSV streamed, or XLSX); the API and the dashboard both
+/// answer with this.
+pub async fn export_response(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: UnitId,
+    req: Request,
+    format: &str,
+) -> AppResult<HttpResponse> {
     if req.as_of != time::OffsetDateTime::now_utc().date() {
         return Err(AppError::invalid(hamlet_shared::ErrorDetail::field(
             "as_of",
@@ -98,13 +110,12 @@ pub async fn export(
             "exports use the current tree; a past as_of is not supported for exports yet",
         )));
     }
-    let id = id.into_inner();
     let settings = state.aggregates;
     let plan = state
         .db(move |conn| export_service::plan(conn, &principal, id))
         .await?;
     let filename = format!("hamlet-aggregates-{id}");
-    match q.format.as_str() {
+    match format {
         "csv" => {
             let state = state.clone();
             let plan = std::sync::Arc::new(plan);

@@ -45,13 +45,14 @@ pub async fn not_found() -> HttpResponse {
 }
 
 /// Middleware hook: replaces a non-JSON error body (one actix-web made itself) with the
-/// contract's body, keeping the status and headers such as `Retry-After`.
+/// contract's body, keeping the status and headers such as `Retry-After`. The dashboard's HTML
+/// error pages are left as they are.
 pub fn normalize_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
     let is_json = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if is_json {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

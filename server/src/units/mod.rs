@@ -51,6 +51,15 @@ pub fn get_with_path(conn: &mut DbConn, id: UnitId) -> AppResult<UnitWithPath> {
     Ok(UnitWithPath { unit, path })
 }
 
+/// Names of the given units (retired ones included), for labelling lists.
+pub fn names(conn: &mut DbConn, ids: &[UnitId]) -> AppResult<std::collections::HashMap<UnitId, String>> {
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    db::units::find_many(conn, &ids)?
+        .into_iter()
+        .map(|row| unit_from_row(row).map(|u| (u.id, u.name)))
+        .collect()
+}
+
 /// The live children of a live unit.
 pub fn children(conn: &mut DbConn, id: UnitId) -> AppResult<Vec<Unit>> {
     get(conn, id)?;
