@@ -232,6 +232,40 @@ impl Browser {
         self.cmd("POST", &format!("/element/{}/click", e.0), json!({}));
     }
 
+    /// Clicks something that loads a new page (a link, a form's button) and waits until the
+    /// new page has loaded: the driver's own wait does not always cover a form's redirects.
+    pub fn click_nav(&mut self, e: &Element) {
+        self.execute("window.__hamlet_old_page = true", Value::Null);
+        self.click(e);
+        self.wait_new_page();
+    }
+
+    /// Waits until the page marked by `click_nav` (or `submit_nav`) is replaced and loaded.
+    fn wait_new_page(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let loaded = self
+                .try_cmd(
+                    "POST",
+                    "/execute/sync",
+                    json!({ "script": "return !window.__hamlet_old_page && document.readyState === 'complete'", "args": [] }),
+                )
+                .is_ok_and(|v| v == true);
+            if loaded {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no new page after a click");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs a script that navigates (e.g. submits a form) and waits for the new page.
+    pub fn execute_nav(&mut self, script: &str, args: Value) {
+        self.execute("window.__hamlet_old_page = true", Value::Null);
+        self.execute(script, args);
+        self.wait_new_page();
+    }
+
     pub fn type_into(&mut self, e: &Element, text: &str) {
         self.cmd("POST", &format!("/element/{}/clear", e.0), json!({}));
         self.cmd(
@@ -274,6 +308,7 @@ impl Browser {
 
     /// Runs a script in the page and returns its value.
     pub fn execute(&mut self, script: &str, args: Value) -> Value {
+        let args = if args.is_null() { json!([]) } else { args };
         self.cmd("POST", "/execute/sync", json!({ "script": script, "args": args }))
     }
 

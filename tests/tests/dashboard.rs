@@ -124,7 +124,7 @@ fn log_in(browser: &mut Browser, app: &TestApp, user: &str) {
     let p = browser.find("#password");
     browser.type_into(&p, PW);
     let submit = browser.find("#login-submit");
-    browser.click(&submit);
+    browser.click_nav(&submit);
 }
 
 /// Names of the children table's rows, top to bottom.
@@ -147,7 +147,7 @@ fn dashboard_in_a_browser(backend: Backend) {
     let (app, seeded) = setup(backend);
     let vn = app.unit_id("VN");
     let p1 = app.unit_id("P1");
-    let mut browser = Browser::start(1280, 900);
+    let mut browser = Browser::start(1280, 1400);
 
     // Log in: Vietnamese by default, keyboard reaches the skip link first.
     browser.goto(&app.url("/dashboard/login"));
@@ -199,7 +199,7 @@ fn dashboard_in_a_browser(backend: Backend) {
 
     // Drill to the province, sort its children by smartphones: the commune behind comes first.
     let link = browser.find(&format!("#children-table tr[data-unit=\"{p1}\"] a"));
-    browser.click(&link);
+    browser.click_nav(&link);
     assert!(browser.url().ends_with(&format!("/dashboard/units/{p1}")));
     assert_eq!(
         child_rows(&mut browser),
@@ -207,7 +207,7 @@ fn dashboard_in_a_browser(backend: Backend) {
         "by name"
     );
     let sort = browser.find("a.sortlink[data-sort=population_with_smartphone]");
-    browser.click(&sort);
+    browser.click_nav(&sort);
     assert_eq!(
         child_rows(&mut browser),
         ["Xã Thượng Lâm", "Huyện Na Hang"],
@@ -217,7 +217,7 @@ fn dashboard_in_a_browser(backend: Backend) {
     assert_eq!(browser.attribute(&th, "aria-sort").as_deref(), Some("ascending"));
     screenshot(&mut browser, "overview");
     let sort = browser.find("a.sortlink[data-sort=population_with_smartphone]");
-    browser.click(&sort);
+    browser.click_nav(&sort);
     assert_eq!(
         child_rows(&mut browser),
         ["Huyện Na Hang", "Xã Thượng Lâm"],
@@ -239,7 +239,7 @@ fn dashboard_in_a_browser(backend: Backend) {
             }
         }
         let l = found.unwrap_or_else(|| panic!("no child {name}"));
-        browser.click(&l);
+        browser.click_nav(&l);
     }
     assert!(
         browser
@@ -296,7 +296,7 @@ fn dashboard_in_a_browser(backend: Backend) {
     assert_eq!(browser.text(&incoming), "Tên Sớm");
     screenshot(&mut browser, "conflicts");
     let take = browser.find("article.conflict button.take");
-    browser.click(&take);
+    browser.click_nav(&take);
     assert!(browser.url().contains("done=resolved"), "{}", browser.url());
     assert!(browser.find_all("article.conflict").is_empty());
     let (changes, _) = seeded.v1.pull_all(None);
@@ -320,13 +320,18 @@ fn dashboard_in_a_browser(backend: Backend) {
     );
     let v4_row = browser.find(&format!("#devices tr[data-device=\"{}\"]", seeded.v4.device));
     assert_eq!(browser.attribute(&v4_row, "class").as_deref(), Some("stale"));
+    assert_eq!(
+        browser.find_all("#devices tr.stale").len(),
+        1,
+        "only phones are expected to sync, not the admin's browser"
+    );
     screenshot(&mut browser, "activity");
     assert_eq!(push_status(&seeded.v2, app.unit_id("V2")), 200);
     let revoke = browser.find(&format!(
         "#devices tr[data-device=\"{}\"] button",
         seeded.v2.device
     ));
-    browser.click(&revoke);
+    browser.click_nav(&revoke);
     assert!(browser.url().contains("done=revoked"), "{}", browser.url());
     let row = browser.find(&format!("#devices tr[data-device=\"{}\"]", seeded.v2.device));
     assert!(browser.text(&row).contains("Đã thu hồi"));
@@ -334,7 +339,7 @@ fn dashboard_in_a_browser(backend: Backend) {
 
     // A form posted without its CSRF token is refused with an HTML 403, and nothing happens.
     let action = format!("/dashboard/units/{vn}/devices/{}/revoke", seeded.v3.device);
-    browser.execute(
+    browser.execute_nav(
         "const f = document.createElement('form'); f.method = 'post'; f.action = arguments[0]; \
          document.body.appendChild(f); f.submit();",
         json!([action]),
@@ -344,7 +349,7 @@ fn dashboard_in_a_browser(backend: Backend) {
     assert_eq!(push_status(&seeded.v3, app.unit_id("V3")), 200, "not revoked");
     // The same with a token of another form's shape but wrong value.
     browser.goto(&app.url(&format!("/dashboard/units/{vn}/activity")));
-    browser.execute(
+    browser.execute_nav(
         "const f = document.createElement('form'); f.method = 'post'; f.action = arguments[0]; \
          const i = document.createElement('input'); i.name = 'csrf'; i.value = 'forged'; f.appendChild(i); \
          document.body.appendChild(f); f.submit();",
@@ -366,7 +371,7 @@ fn dashboard_in_a_browser(backend: Backend) {
         "the choice is kept"
     );
     let logout = browser.find(".who button");
-    browser.click(&logout);
+    browser.click_nav(&logout);
     assert!(browser.url().ends_with("/dashboard/login"));
     browser.goto(&app.url(&format!("/dashboard/units/{vn}")));
     assert!(browser.url().ends_with("/dashboard/login"), "the session ended");

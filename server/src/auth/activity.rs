@@ -7,7 +7,7 @@ use super::service::{list_devices_of, users_covered_by};
 use crate::db::{self, DbConn};
 use crate::error::AppResult;
 use crate::units::unit_from_row;
-use hamlet_shared::{DeviceInfo, Unit, UnitId, UnitLevel};
+use hamlet_shared::{DeviceInfo, Role, Unit, UnitId, UnitLevel};
 use std::collections::{HashMap, HashSet};
 
 /// One device with the villages its user's scope covers under the unit.
@@ -17,11 +17,11 @@ pub struct DeviceActivity {
     pub last_sync_us: Option<i64>,
     /// Names of the user's scope units (as assigned, any level).
     pub scope_names: Vec<String>,
-    /// No sync within the window (and not revoked).
+    /// A phone of an enumerator that has not synced within the window (and is not revoked).
     pub stale: bool,
 }
 
-/// A village and the most recent sync of any phone of a user whose scope covers it.
+/// A village and the most recent sync of any enumerator's phone whose scope covers it.
 #[derive(Debug, Clone)]
 pub struct VillageActivity {
     pub village: Unit,
@@ -50,6 +50,12 @@ pub fn team_activity(
     authorize(conn, principal, Action::ManageUser { scope: &[unit] })?;
     let users = users_covered_by(conn, &[unit])?;
     let rows = db::auth::devices_of(conn, &users)?;
+    // Only enumerators' phones sync; an admin's or viewer's browser never does.
+    let enumerators: HashSet<String> = db::auth::roles_of(conn, &users)?
+        .into_iter()
+        .filter(|(_, role)| role == Role::Enumerator.as_str())
+        .map(|(id, _)| id)
+        .collect();
     let scope_rows = db::auth::scope_rows_touching(conn, &[unit.to_string()])?;
     let mut scope_of: HashMap<String, Vec<String>> = HashMap::new();
     for (user, u) in scope_rows {
@@ -96,7 +102,8 @@ pub fn team_activity(
             .copied()
             .flatten();
         let scope = scope_of.get(&user).cloned().unwrap_or_default();
-        if !info.revoked {
+        let phone = enumerators.contains(&user) && !info.revoked;
+        if phone {
             for v in scope
                 .iter()
                 .flat_map(|s| villages_under.get(s).into_iter().flatten())
@@ -109,7 +116,7 @@ pub fn team_activity(
         let mut scope_names: Vec<String> = scope.iter().filter_map(|s| names.get(s).cloned()).collect();
         scope_names.sort();
         devices.push(DeviceActivity {
-            stale: !info.revoked && last_sync_us.is_none_or(|t| t < stale_before_us),
+            stale: phone && last_sync_us.is_none_or(|t| t < stale_before_us),
             device: info,
             last_sync_us,
             scope_names,

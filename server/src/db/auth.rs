@@ -86,6 +86,20 @@ pub fn user_by_id(conn: &mut DbConn, id: &str) -> QueryResult<Option<UserRow>> {
         .optional()
 }
 
+/// `(user_id, role)` of the given users.
+pub fn roles_of(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<(String, String)>> {
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(500) {
+        rows.extend(
+            users::table
+                .filter(users::id.eq_any(chunk))
+                .select((users::id, users::role))
+                .load::<(String, String)>(conn)?,
+        );
+    }
+    Ok(rows)
+}
+
 pub fn insert_user(conn: &mut DbConn, user: &UserRow, scope: &[String]) -> QueryResult<()> {
     diesel::insert_into(users::table).values(user).execute(conn)?;
     for unit in scope {

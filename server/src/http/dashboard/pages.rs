@@ -6,7 +6,7 @@ use crate::aggregates::overview::{Overview, SortKey};
 use crate::auth::activity::TeamActivity;
 use hamlet_shared::aggregates::{Aggregate, INDICATOR_KEYS, Indicator};
 use hamlet_shared::sync::ConflictInfo;
-use hamlet_shared::{Role, UnitId};
+use hamlet_shared::{RecordType, Role, UnitId};
 use maud::{DOCTYPE, Markup, html};
 use std::collections::HashMap;
 
@@ -302,10 +302,10 @@ pub fn overview(chrome: &Chrome<'_>, o: &Overview, p: &OverviewParams<'_>) -> Ma
                                 (sort_th(t.name, "name", p, &sort_href))
                                 (sort_th(t.households, "households", p, &sort_href))
                                 (sort_th(t.members, "members", p, &sort_href))
+                                th scope="col" class="barcol" { (t.indicator(sorted_key)) }
                                 @for k in INDICATOR_KEYS {
                                     (sort_th(t.indicator(k), k, p, &sort_href))
                                 }
-                                th scope="col" { (t.indicator(sorted_key)) }
                             } }
                             tbody {
                                 @for c in &o.children {
@@ -315,14 +315,14 @@ pub fn overview(chrome: &Chrome<'_>, o: &Overview, p: &OverviewParams<'_>) -> Ma
                                         }
                                         td.num { (number(lang, c.households)) }
                                         td.num { (number(lang, c.members)) }
-                                        @for i in &c.indicators {
-                                            td.num data-key=(i.key) { (ratio_text(t, lang, c, i)) }
-                                        }
                                         td {
                                             @if !c.suppressed {
                                                 @let r = c.indicators.iter().find(|i| i.key == sorted_key).and_then(|i| i.ratio);
                                                 (bar(t, lang, r, target_of(sorted_key)))
                                             }
+                                        }
+                                        @for i in &c.indicators {
+                                            td.num data-key=(i.key) { (ratio_text(t, lang, c, i)) }
                                         }
                                     }
                                 }
@@ -465,7 +465,10 @@ pub fn conflicts(
             @for c in list {
                 article.conflict id={ "conflict-" (c.id) } aria-labelledby={ "c-" (c.id) } {
                     h2 id={ "c-" (c.id) } {
-                        (t.field) ": " code { (c.field) } " · " (t.record) " " (c.record_type.as_str())
+                        (t.field) ": " code { (c.field) } " · " (t.record) " " (match c.record_type {
+                            RecordType::Household => t.record_household,
+                            RecordType::Member => t.record_member,
+                        })
                     }
                     p.muted {
                         (t.village) ": " (villages.get(&c.village_id).map_or("?", String::as_str))
