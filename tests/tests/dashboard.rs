@@ -151,6 +151,7 @@ fn dashboard_in_a_browser(backend: Backend) {
 
     // Log in: Vietnamese by default, keyboard reaches the skip link first.
     browser.goto(&app.url("/dashboard/login"));
+    screenshot(&mut browser, "login");
     assert_eq!(
         browser.execute("return document.documentElement.lang", json!([])),
         "vi"
@@ -165,7 +166,6 @@ fn dashboard_in_a_browser(backend: Backend) {
         json!([]),
     );
     assert_eq!(labels, true, "every input has a label");
-    screenshot(&mut browser, "login");
     log_in(&mut browser, &app, "root");
     browser.wait_url(&format!("/dashboard/units/{vn}"), Duration::from_secs(10));
     let cookies = browser.cookies();

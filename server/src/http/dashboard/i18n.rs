@@ -155,6 +155,10 @@ pub struct Strings {
     pub indicator_names: [&'static str; 9],
     /// country, province, district, commune, village.
     pub levels: [&'static str; 5],
+    /// Labels of record fields (the contract's names); a field not listed shows its name.
+    pub fields: &'static [(&'static str, &'static str)],
+    /// yes, no, unknown.
+    pub tri: [&'static str; 3],
 }
 
 impl Strings {
@@ -163,6 +167,10 @@ impl Strings {
             .iter()
             .position(|k| *k == key)
             .map_or("?", |i| self.indicator_names[i])
+    }
+
+    pub fn field(&self, name: &str) -> Option<&'static str> {
+        self.fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
     }
 
     pub fn level(&self, level: UnitLevel) -> &'static str {
@@ -275,6 +283,24 @@ pub static VI: Strings = Strings {
         "Xã/phường",
         "Thôn/bản",
     ],
+    fields: &[
+        ("village_id", "Thôn/bản"),
+        ("head_name", "Tên chủ hộ"),
+        ("address", "Địa chỉ"),
+        ("fixed_broadband", "Internet băng rộng cố định"),
+        ("surveyed_on", "Ngày khảo sát"),
+        ("household_id", "Hộ"),
+        ("full_name", "Họ và tên"),
+        ("birth_year", "Năm sinh"),
+        ("sex", "Giới tính"),
+        ("owns_smartphone", "Có điện thoại thông minh"),
+        ("has_transaction_account", "Có tài khoản giao dịch"),
+        ("vneid_level2", "VNeID mức 2"),
+        ("uses_online_public_services", "Dùng dịch vụ công trực tuyến"),
+        ("uses_cashless_payment", "Thanh toán không dùng tiền mặt"),
+        ("has_digital_signature", "Có chữ ký số"),
+    ],
+    tri: ["Có", "Không", "Chưa rõ"],
 };
 
 pub static EN: Strings = Strings {
@@ -370,4 +396,22 @@ pub static EN: Strings = Strings {
         "Households with fixed broadband",
     ],
     levels: ["Country", "Province", "District", "Commune", "Village"],
+    fields: &[
+        ("village_id", "Village"),
+        ("head_name", "Head of household"),
+        ("address", "Address"),
+        ("fixed_broadband", "Fixed broadband"),
+        ("surveyed_on", "Surveyed on"),
+        ("household_id", "Household"),
+        ("full_name", "Full name"),
+        ("birth_year", "Birth year"),
+        ("sex", "Sex"),
+        ("owns_smartphone", "Owns a smartphone"),
+        ("has_transaction_account", "Has a transaction account"),
+        ("vneid_level2", "VNeID level 2"),
+        ("uses_online_public_services", "Uses online public services"),
+        ("uses_cashless_payment", "Uses cashless payment"),
+        ("has_digital_signature", "Has a digital signature"),
+    ],
+    tri: ["Yes", "No", "Unknown"],
 };

@@ -435,8 +435,19 @@ pub fn activity(
     )
 }
 
-fn value_text(v: &serde_json::Value) -> String {
+/// A conflict's value as people read it: text as is, yes/no/unknown translated.
+fn value_text(t: &Strings, c: &ConflictInfo, v: &serde_json::Value) -> String {
+    let tri = c
+        .record_type
+        .spec(&c.field)
+        .is_some_and(|s| s.kind == hamlet_shared::records::FieldKind::Tri);
     match v {
+        serde_json::Value::String(s) if tri => match s.as_str() {
+            "yes" => t.tri[0].to_owned(),
+            "no" => t.tri[1].to_owned(),
+            "unknown" => t.tri[2].to_owned(),
+            other => other.to_owned(),
+        },
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => "—".to_owned(),
         other => other.to_string(),
@@ -465,7 +476,7 @@ pub fn conflicts(
             @for c in list {
                 article.conflict id={ "conflict-" (c.id) } aria-labelledby={ "c-" (c.id) } {
                     h2 id={ "c-" (c.id) } {
-                        (t.field) ": " code { (c.field) } " · " (t.record) " " (match c.record_type {
+                        (t.field) ": " (t.field(&c.field).unwrap_or(&c.field)) " (" code { (c.field) } ") · " (t.record) " " (match c.record_type {
                             RecordType::Household => t.record_household,
                             RecordType::Member => t.record_member,
                         })
@@ -477,7 +488,7 @@ pub fn conflicts(
                     div.sides {
                         div.side {
                             h3 { (t.current_value) }
-                            p.value.current { (value_text(&c.current_value)) }
+                            p.value.current { (value_text(t, c, &c.current_value)) }
                             p.muted { small { (c.current_hlc) } }
                             form method="post" action={ "/dashboard/units/" (unit) "/conflicts/" (c.id) "/resolve" } {
                                 input type="hidden" name="csrf" value=(chrome.csrf);
@@ -487,7 +498,7 @@ pub fn conflicts(
                         }
                         div.side {
                             h3 { (t.incoming_value) }
-                            p.value.incoming { (value_text(&c.incoming_value)) }
+                            p.value.incoming { (value_text(t, c, &c.incoming_value)) }
                             p.muted { small { (c.incoming_hlc) } }
                             form method="post" action={ "/dashboard/units/" (unit) "/conflicts/" (c.id) "/resolve" } {
                                 input type="hidden" name="csrf" value=(chrome.csrf);
