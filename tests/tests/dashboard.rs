@@ -619,6 +619,27 @@ fn cookies_csrf_and_throttling(backend: Backend) {
         }
     }
     assert_eq!(last, 429);
+
+    // A user with two scope units chooses between them; the login page sends them on.
+    app.add_user("twoview", PW, Role::Viewer, &["P1", "P2"]);
+    let res = post(
+        &format!("username=twoview&password={PW}&csrf={csrf}"),
+        &format!("hamlet_login={nonce}"),
+    );
+    assert_eq!(res.status(), 303);
+    let cookie = format!(
+        "hamlet_session={}",
+        cookie_value(&set_cookies(&res), "hamlet_session")
+    );
+    let mut res = get("/dashboard", &cookie);
+    assert_eq!(res.status(), 200);
+    let body = res.body_mut().read_to_string().unwrap();
+    assert!(
+        body.contains("Tỉnh Tuyên Quang") && body.contains("Tỉnh Cao Bằng"),
+        "{body}"
+    );
+    let res = get("/dashboard/login", &cookie);
+    assert_eq!(res.status(), 303, "already signed in");
 }
 
 backend_tests!(dashboard_in_a_browser, cookies_csrf_and_throttling);

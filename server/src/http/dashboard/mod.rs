@@ -260,20 +260,37 @@ async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         Ok(w) => w,
         Err(r) => return r,
     };
-    match web.principal.scope.first() {
-        Some(unit) => redirect(&format!("/dashboard/units/{unit}")),
-        None => fail(
+    match web.principal.scope.as_slice() {
+        [] => fail(
             &req,
             &state,
             Some(&web),
             None,
             AppError::Forbidden("no scope".to_owned()),
         ),
+        [unit] => redirect(&format!("/dashboard/units/{unit}")),
+        several => {
+            // A user with several scope units picks one.
+            let ids = several.to_vec();
+            match state.db(move |conn| crate::units::names(conn, &ids)).await {
+                Ok(names) => {
+                    let mut units: Vec<(UnitId, String)> = names.into_iter().collect();
+                    units.sort_by(|a, b| a.1.cmp(&b.1));
+                    let here = req.path().to_owned();
+                    let chrome = web.chrome(None, &here);
+                    html(&req, &state, StatusCode::OK, pages::home(&chrome, &units))
+                }
+                Err(e) => fail(&req, &state, Some(&web), None, e),
+            }
+        }
     }
 }
 
 async fn login_page(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let lang = Lang::of(&req);
+    if req.cookie(SESSION_COOKIE).is_some() && signed_in(&req, &state).await.is_ok() {
+        return redirect("/dashboard");
+    }
     let (nonce, fresh) = match req.cookie(LOGIN_COOKIE) {
         Some(c) if !c.value().is_empty() => (c.value().to_owned(), false),
         _ => (session::random_token(), true),

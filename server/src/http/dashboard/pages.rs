@@ -188,6 +188,24 @@ fn ratio_text(t: &Strings, lang: Lang, a: &Aggregate, i: &Indicator) -> Markup {
     }
 }
 
+/// The units of a user with several scope units.
+pub fn home(chrome: &Chrome<'_>, units: &[(UnitId, String)]) -> Markup {
+    let (lang, t) = (chrome.lang, chrome.lang.t());
+    layout(
+        lang,
+        t.nav_overview,
+        Some(chrome),
+        html! {
+            h1 { (t.nav_overview) }
+            ul.units {
+                @for (id, name) in units {
+                    li { a href={ "/dashboard/units/" (id) } { (name) } }
+                }
+            }
+        },
+    )
+}
+
 pub struct OverviewParams<'a> {
     pub sort: &'a SortKey,
     pub descending: bool,
