@@ -415,3 +415,41 @@ pub static EN: Strings = Strings {
     ],
     tri: ["Yes", "No", "Unknown"],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn language_from_query_cookie_header_default() {
+        let req = TestRequest::default().to_http_request();
+        assert_eq!(Lang::of(&req), Lang::Vi, "Vietnamese by default");
+        let req = TestRequest::default()
+            .insert_header(("accept-language", "fr-FR, en-GB;q=0.8, vi;q=0.5"))
+            .to_http_request();
+        assert_eq!(Lang::of(&req), Lang::En, "the first supported language");
+        let req = TestRequest::default()
+            .insert_header(("accept-language", "en"))
+            .cookie(actix_web::cookie::Cookie::new(LANG_COOKIE, "vi"))
+            .to_http_request();
+        assert_eq!(Lang::of(&req), Lang::Vi, "the cookie beats the header");
+        let req = TestRequest::with_uri("/dashboard?sort=name&lang=en")
+            .cookie(actix_web::cookie::Cookie::new(LANG_COOKIE, "vi"))
+            .to_http_request();
+        assert_eq!(Lang::of(&req), Lang::En, "the query beats the cookie");
+        assert_eq!(Lang::asked(&req), Some(Lang::En));
+    }
+
+    #[test]
+    fn every_indicator_and_level_has_a_label() {
+        for t in [&VI, &EN] {
+            for key in hamlet_shared::aggregates::INDICATOR_KEYS {
+                assert_ne!(t.indicator(key), "?");
+            }
+            for (name, label) in t.fields {
+                assert!(!label.is_empty(), "{name}");
+            }
+        }
+    }
+}
