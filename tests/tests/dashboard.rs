@@ -95,6 +95,12 @@ fn setup(backend: Backend) -> (TestApp, Seeded) {
     v1.push_ok(&[v1.upsert("household", first, 1, json!({ "head_name": "Tên Muộn" }))]);
     let out = v1b.push_ok(&[early]);
     assert_eq!(out[0]["status"], "conflict", "{out:?}");
+    // And another on the address.
+    let early = v1b.upsert("household", first, 2, json!({ "address": "Xóm Sớm" }));
+    std::thread::sleep(Duration::from_millis(5));
+    v1.push_ok(&[v1.upsert("household", first, 2, json!({ "address": "Xóm Muộn" }))]);
+    let out = v1b.push_ok(&[early]);
+    assert_eq!(out[0]["status"], "conflict", "{out:?}");
     (
         app,
         Seeded {
@@ -289,15 +295,21 @@ fn dashboard_in_a_browser(backend: Backend) {
 
     // Conflicts: side by side, take the incoming value.
     browser.goto(&app.url(&format!("/dashboard/units/{vn}/conflicts")));
-    assert_eq!(browser.find_all("article.conflict").len(), 1);
-    let current = browser.find("article.conflict .value.current");
+    assert_eq!(browser.find_all("article.conflict").len(), 2);
+    let current = browser.find("article[data-field=head_name] .value.current");
     assert_eq!(browser.text(&current), "Tên Muộn");
-    let incoming = browser.find("article.conflict .value.incoming");
+    let incoming = browser.find("article[data-field=head_name] .value.incoming");
     assert_eq!(browser.text(&incoming), "Tên Sớm");
     screenshot(&mut browser, "conflicts");
-    let take = browser.find("article.conflict button.take");
+    let take = browser.find("article[data-field=head_name] button.take");
     browser.click_nav(&take);
     assert!(browser.url().contains("done=resolved"), "{}", browser.url());
+    assert_eq!(browser.find_all("article.conflict").len(), 1);
+    // The address gets a value of the admin's own.
+    let other = browser.find("article[data-field=address] input[name=value]");
+    browser.type_into(&other, "Xóm Giữa");
+    let set = browser.find("article[data-field=address] button.set");
+    browser.click_nav(&set);
     assert!(browser.find_all("article.conflict").is_empty());
     let (changes, _) = seeded.v1.pull_all(None);
     let head = changes
@@ -308,6 +320,7 @@ fn dashboard_in_a_browser(backend: Backend) {
         head["fields"]["head_name"], "Tên Sớm",
         "the resolution is a new version phones pull"
     );
+    assert_eq!(head["fields"]["address"], "Xóm Giữa");
 
     // Team activity: the V4 phone never synced, so V4 is highlighted; revoke the V2 phone.
     browser.goto(&app.url(&format!("/dashboard/units/{vn}/activity?days=7")));

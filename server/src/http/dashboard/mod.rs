@@ -606,21 +606,41 @@ async fn resolve_conflict(
             AppError::not_found("conflict"),
         );
     }
+    // The value the admin typed: a number where the form asked for one, text otherwise; the
+    // service validates it against the field like a pushed value.
+    let value = match (fields.get("value_number"), fields.get("value")) {
+        (Some(n), _) => match n.trim().parse::<i64>() {
+            Ok(n) => Some(serde_json::Value::from(n)),
+            Err(_) => {
+                return fail(
+                    &req,
+                    &state,
+                    Some(&web),
+                    Some(id),
+                    AppError::BadRequest("not a number".to_owned()),
+                );
+            }
+        },
+        (None, Some(v)) => Some(serde_json::Value::String(v.clone())),
+        (None, None) => None,
+    };
     let choose = match fields.get("choose").map(String::as_str) {
         Some("current") => Choice::Current,
         Some("incoming") => Choice::Incoming,
+        Some("value") if value.is_some() => Choice::Value,
         _ => {
             return fail(
                 &req,
                 &state,
                 Some(&web),
                 Some(id),
-                AppError::BadRequest("choose current or incoming".to_owned()),
+                AppError::BadRequest("choose current, incoming or a value".to_owned()),
             );
         }
     };
     let ctx = push_service::context(web.principal.clone(), state.sync.max_clock_skew_secs * 1000);
-    let resolve = ResolveRequest { choose, value: None };
+    let value = if choose == Choice::Value { value } else { None };
+    let resolve = ResolveRequest { choose, value };
     match state
         .db(move |conn| conflicts::resolve(conn, &ctx, &conflict, &resolve))
         .await

@@ -492,7 +492,7 @@ pub fn conflicts(
                 p id="no-conflicts" { (t.no_conflicts) }
             }
             @for c in list {
-                article.conflict id={ "conflict-" (c.id) } aria-labelledby={ "c-" (c.id) } {
+                article.conflict id={ "conflict-" (c.id) } data-field=(c.field) aria-labelledby={ "c-" (c.id) } {
                     h2 id={ "c-" (c.id) } {
                         (t.field) ": " (t.field(&c.field).unwrap_or(&c.field)) " (" code { (c.field) } ") · " (t.record) " " (match c.record_type {
                             RecordType::Household => t.record_household,
@@ -525,10 +525,55 @@ pub fn conflicts(
                             }
                         }
                     }
+                    (other_value_form(chrome, &unit, c))
                 }
             }
         },
     )
+}
+
+/// A form to resolve a conflict with a value of the admin's own, with an input fitting the
+/// field's kind (none for the fields that place a record: those take current or incoming).
+fn other_value_form(chrome: &Chrome<'_>, unit: &str, c: &ConflictInfo) -> Markup {
+    use hamlet_shared::records::FieldKind;
+    let t = chrome.lang.t();
+    let Some(spec) = c.record_type.spec(&c.field) else {
+        return html! {};
+    };
+    let input_id = format!("value-{}", c.id);
+    let input = match spec.kind {
+        FieldKind::Uuid => return html! {},
+        FieldKind::Tri => html! {
+            select id=(input_id) name="value" {
+                option value="yes" { (t.tri[0]) }
+                option value="no" { (t.tri[1]) }
+                option value="unknown" { (t.tri[2]) }
+            }
+        },
+        FieldKind::Sex => html! {
+            select id=(input_id) name="value" {
+                option value="male" { "male" }
+                option value="female" { "female" }
+                option value="other" { "other" }
+            }
+        },
+        FieldKind::BirthYear => html! {
+            input id=(input_id) name="value_number" type="number" min="1900" required;
+        },
+        FieldKind::Date => html! { input id=(input_id) name="value" type="date" required; },
+        FieldKind::Text { max_chars } => html! {
+            input id=(input_id) name="value" type="text" maxlength=(max_chars) required;
+        },
+    };
+    html! {
+        form.inline.other method="post" action={ "/dashboard/units/" (unit) "/conflicts/" (c.id) "/resolve" } {
+            input type="hidden" name="csrf" value=(chrome.csrf);
+            input type="hidden" name="choose" value="value";
+            label for=(input_id) { (t.other_value) }
+            (input)
+            button type="submit" class="set" { (t.set_value) }
+        }
+    }
 }
 
 /// An error page: a heading, the message and a way back.
