@@ -291,6 +291,15 @@ P9,Tỉnh Sai,province,C1
             .is_none(),
         "nothing half-imported"
     );
+
+    // A re-import that adds a village under a commune the file lists again (found by the
+    // units_csv fuzz target): the new village's closure must reach every ancestor.
+    let grown = format!("{SMALL_TREE}V9,Thôn Chín,village,C1\n");
+    let r = import(&mut conn, grown.as_bytes(), &ImportOptions::default(), |_| {}).unwrap();
+    assert_eq!(r.created, 1);
+    let check = hamlet_server::verify::verify(&mut conn, false).unwrap();
+    assert!(check.is_clean(), "{:?}", check.problems);
+
     let bad_header = "code,name,level\nX,Y,village\n";
     assert!(
         import(

@@ -307,10 +307,13 @@ pub fn import(
 
         // Parents before children: a child's level always ranks below its parent's.
         new_rows.sort_by_key(|&i| rows[i].level.rank());
+        // Parents already in the database: named outside the file, or rows of the file that
+        // exist already (a re-import that adds villages under a listed commune).
         let existing_parents: Vec<String> = new_rows
             .iter()
             .filter_map(|&i| match &parents[i] {
                 Parent::Existing { id, .. } => Some(id.clone()),
+                Parent::InFile(p) if existing.contains_key(rows[*p].code.as_str()) => Some(ids[*p].clone()),
                 _ => None,
             })
             .collect::<HashSet<_>>()
