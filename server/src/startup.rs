@@ -58,6 +58,7 @@ impl Application {
         });
         spawn_fold(state.clone(), config.aggregates.fold_interval_secs);
         let openapi = web::Data::new(http::openapi());
+        let route_methods = web::Data::new(http::fallback::RouteMethods::from_openapi(&openapi));
         let sync_gate = web::Data::new(http::admission::SyncGate::new(
             config.pool.max_size as usize,
             http::admission::QUEUE_WAIT,
@@ -70,6 +71,7 @@ impl Application {
                 .into_utoipa_app()
                 .app_data(state.clone())
                 .app_data(openapi.clone())
+                .app_data(route_methods.clone())
                 .app_data(sync_gate.clone())
                 .app_data(
                     web::JsonConfig::default()
@@ -83,7 +85,7 @@ impl Application {
                 .route("/api/v1/openapi.json", web::get().to(openapi_json))
                 .map(|app| app.service(http::dashboard::scope()));
             http::routes(app)
-                .default_service(web::to(errors::not_found))
+                .default_service(web::to(http::fallback::no_route))
                 .into_app()
                 .wrap(actix_web::middleware::from_fn(http::admission::admit))
                 // Compressed bodies are decoded here, the limit applied while decoding.

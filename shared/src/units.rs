@@ -233,6 +233,7 @@ mod tests {
 pub struct MoveUnit {
     pub parent_id: UnitId,
     /// `YYYY-MM-DD`, not in the future.
+    #[cfg_attr(feature = "openapi", schema(format = Date))]
     pub effective_on: String,
 }
 
@@ -245,6 +246,7 @@ pub struct MergeUnits {
     pub sources: Vec<UnitId>,
     pub into: UnitId,
     /// `YYYY-MM-DD`, not in the future.
+    #[cfg_attr(feature = "openapi", schema(format = Date))]
     pub effective_on: String,
 }
 

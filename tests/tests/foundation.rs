@@ -23,8 +23,26 @@ fn unknown_routes_and_methods_get_the_error_body(backend: Backend) {
     let app = TestApp::spawn(backend);
     assert_error(&app.get("/api/v1/no-such-thing", None), 404, "not_found");
     assert_error(&app.get("/nope", None), 404, "not_found");
-    // A known path with the wrong method.
-    assert_error(&app.post("/healthz", None, None), 404, "not_found");
+    // A known path with the wrong method: 405 naming the methods it takes.
+    assert_error(&app.post("/healthz", None, None), 405, "method_not_allowed");
+    let res = TestApp::agent()
+        .delete(&app.url("/api/v1/units/0190f3a4-0000-7000-8000-000000000000"))
+        .call()
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers().get("allow").unwrap(), "GET");
+    // A literal path that a pattern of another method also matches (`GET /units/{id}`); the
+    // token is checked first, so the caller is signed in.
+    app.import_units(SMALL_TREE);
+    app.add_user("p1admin", ADMIN_PW, Role::Admin, &["P1"]);
+    let admin = hamlet_tests::Phone::login(&app, "p1admin", ADMIN_PW);
+    let res = TestApp::agent()
+        .get(&app.url("/api/v1/units/merge"))
+        .header("Authorization", &format!("Bearer {}", admin.token))
+        .call()
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers().get("allow").unwrap(), "POST");
     // Every response carries a request id.
     let res = TestApp::agent().get(&app.url("/healthz")).call().unwrap();
     assert!(res.headers().get("x-request-id").is_some());

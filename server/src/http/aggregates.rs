@@ -12,15 +12,17 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct AggregateQuery {
     /// Reference year for ages (default: the current UTC year).
+    #[param(minimum = 1900, maximum = 9999)]
     pub year: Option<i32>,
     /// The date whose administrative tree groups the figures (YYYY-MM-DD, default today).
+    #[param(format = Date)]
     pub as_of: Option<String>,
 }
 
 /// Indicators of one unit and its whole subtree.
 #[utoipa::path(
     tag = "aggregates",
-    params(("unit_id" = String, Path, description = "Unit id"), AggregateQuery),
+    params(("unit_id" = uuid::Uuid, Path, description = "Unit id"), AggregateQuery),
     security(("bearer" = [])),
     responses((status = 200, body = Aggregate), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody))
 )]
@@ -43,7 +45,7 @@ pub async fn get_aggregate(
 /// Indicators of each child of a unit.
 #[utoipa::path(
     tag = "aggregates",
-    params(("unit_id" = String, Path, description = "Unit id"), AggregateQuery),
+    params(("unit_id" = uuid::Uuid, Path, description = "Unit id"), AggregateQuery),
     security(("bearer" = [])),
     responses((status = 200, body = ChildAggregates), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody))
 )]
@@ -66,9 +68,12 @@ pub async fn get_children(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ExportQuery {
     /// `csv` or `xlsx`.
+    #[param(pattern = "^(csv|xlsx)$")]
     pub format: String,
+    #[param(minimum = 1900, maximum = 9999)]
     pub year: Option<i32>,
     /// Only today's date (the default) is supported for exports so far.
+    #[param(format = Date)]
     pub as_of: Option<String>,
 }
 
@@ -76,11 +81,15 @@ pub struct ExportQuery {
 /// indicator's numerator, denominator, unknown and ratio.
 #[utoipa::path(
     tag = "aggregates",
-    params(("unit_id" = String, Path, description = "Unit id"), ExportQuery),
+    params(("unit_id" = uuid::Uuid, Path, description = "Unit id"), ExportQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "CSV (text/csv) or XLSX", content_type = "text/csv"),
+        (status = 200, description = "CSV or XLSX, as `format` asks", content(
+            (String = "text/csv"),
+            (String = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        )),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "`validation_failed`: an unknown format or a past `as_of`"),
     )
 )]
 #[get("/aggregates/{unit_id}/export")]

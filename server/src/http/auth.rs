@@ -82,7 +82,7 @@ pub async fn create_user(
 /// Disables a user and ends all their sessions at once.
 #[utoipa::path(
     tag = "users",
-    params(("id" = String, Path, description = "User id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "User id (UUID)")),
     security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
 )]
@@ -102,7 +102,7 @@ pub async fn disable_user(
 /// Enables a disabled user.
 #[utoipa::path(
     tag = "users",
-    params(("id" = String, Path, description = "User id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "User id (UUID)")),
     security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
@@ -135,7 +135,7 @@ pub async fn list_devices(
 /// Revokes a device: its access and refresh tokens stop working at once.
 #[utoipa::path(
     tag = "devices",
-    params(("device_id" = String, Path, description = "Device id (UUID)")),
+    params(("device_id" = uuid::Uuid, Path, description = "Device id (UUID)")),
     security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
 )]

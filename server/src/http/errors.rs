@@ -27,21 +27,18 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
     actix_web::error::InternalError::from_response(err, app.error_response()).into()
 }
 
-/// `web::PathConfig` error handler: a malformed id in the path.
-pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
-    let app = AppError::BadRequest(format!("invalid path parameter: {err}"));
-    actix_web::error::InternalError::from_response(err, app.error_response()).into()
+/// `web::PathConfig` error handler: a malformed id in the path, or a literal path such as
+/// `/units/merge` asked with a method only a pattern (`GET /units/{id}`) takes.
+pub fn path_error(err: PathError, req: &HttpRequest) -> actix_web::Error {
+    let response = super::fallback::wrong_method_of_literal_path(req)
+        .unwrap_or_else(|| AppError::BadRequest(format!("invalid path parameter: {err}")).error_response());
+    actix_web::error::InternalError::from_response(err, response).into()
 }
 
 /// `web::QueryConfig` error handler.
 pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let app = AppError::BadRequest(format!("invalid query string: {err}"));
     actix_web::error::InternalError::from_response(err, app.error_response()).into()
-}
-
-/// The app's default service: any route not declared is 404 with the error body.
-pub async fn not_found() -> HttpResponse {
-    AppError::NotFound("no such route".to_owned()).error_response()
 }
 
 /// Middleware hook: replaces a non-JSON error body (one actix-web made itself) with the
@@ -76,7 +73,7 @@ fn error_for_status(status: StatusCode) -> AppError {
         StatusCode::UNAUTHORIZED => AppError::Unauthorized(reason),
         StatusCode::FORBIDDEN => AppError::Forbidden(reason),
         StatusCode::NOT_FOUND => AppError::NotFound(reason),
-        StatusCode::METHOD_NOT_ALLOWED => AppError::NotFound("method not allowed on this route".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => AppError::MethodNotAllowed(reason),
         StatusCode::CONFLICT => AppError::Conflict(reason),
         StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge("request body is too large".to_owned()),
         StatusCode::TOO_MANY_REQUESTS => AppError::RateLimited { retry_after_secs: 1 },

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod decompress;
 pub mod errors;
+pub mod fallback;
 pub mod metrics;
 pub mod ops;
 pub mod sync;
@@ -84,6 +85,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .split_for_parts()
         .1;
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    document_common_errors(&mut doc);
     doc.paths.paths.insert(
         "/api/v1/openapi.json".to_owned(),
         utoipa::openapi::path::PathItem::new(
@@ -101,4 +103,62 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         ),
     );
     doc
+}
+
+/// Adds to every operation the error statuses any route can answer, so clients (and
+/// schemathesis) find each documented: 400 for a malformed parameter or body, 401 where a token
+/// is needed, 413 for an oversize body, 503 `unavailable` when the database is down or busy.
+/// A route's own declaration, with its description, wins.
+fn document_common_errors(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for op in operations.into_iter().flatten() {
+            let has_input =
+                op.parameters.as_ref().is_some_and(|p| !p.is_empty()) || op.request_body.is_some();
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let mut add = |status: &str, description: &str| {
+                op.responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| error(description).into());
+            };
+            if has_input {
+                add("400", "`bad_request`: a malformed parameter or body");
+            }
+            if secured {
+                add(
+                    "401",
+                    "`unauthorized`: no valid access token, or its session has ended",
+                );
+            }
+            if op.request_body.is_some() {
+                add(
+                    "413",
+                    "`payload_too_large`: the body, once decompressed, is over the limit",
+                );
+            }
+            add(
+                "503",
+                "`unavailable`: the database is down or busy; retry after `Retry-After` seconds",
+            );
+        }
+    }
 }

@@ -108,7 +108,7 @@ pub async fn list_conflicts(
 /// Resolves a conflict; the record gets a new version that phones pull.
 #[utoipa::path(
     tag = "sync",
-    params(("id" = String, Path, description = "Conflict id")),
+    params(("id" = uuid::Uuid, Path, description = "Conflict id")),
     request_body = ResolveRequest,
     security(("bearer" = [])),
     responses(

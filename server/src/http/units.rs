@@ -12,7 +12,7 @@ use hamlet_shared::{
 /// A unit with its path from the root.
 #[utoipa::path(
     tag = "units",
-    params(("id" = String, Path, description = "Unit id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Unit id (UUID)")),
     security(("bearer" = [])),
     responses(
         (status = 200, body = UnitWithPath),
@@ -39,7 +39,7 @@ pub async fn get_unit(
 /// The live children of a unit.
 #[utoipa::path(
     tag = "units",
-    params(("id" = String, Path, description = "Unit id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Unit id (UUID)")),
     security(("bearer" = [])),
     responses(
         (status = 200, body = UnitList),
@@ -90,7 +90,7 @@ pub async fn create_unit(
 /// Moves a unit and its subtree under another parent, effective on a date (admins of both).
 #[utoipa::path(
     tag = "units",
-    params(("id" = String, Path, description = "Unit id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Unit id (UUID)")),
     request_body = MoveUnit,
     security(("bearer" = [])),
     responses(

@@ -132,9 +132,10 @@ fn fail(
             let _ = r.add_cookie(&state.dashboard.settings.removal(req, SESSION_COOKIE));
             return r;
         }
-        AppError::BadRequest(_) | AppError::Validation { .. } | AppError::PayloadTooLarge(_) => {
-            t.error_bad_request
-        }
+        AppError::BadRequest(_)
+        | AppError::Validation { .. }
+        | AppError::PayloadTooLarge(_)
+        | AppError::MethodNotAllowed(_) => t.error_bad_request,
         AppError::Forbidden(_) => t.error_forbidden,
         AppError::NotFound(_) => t.error_not_found,
         AppError::Conflict(_) => t.error_conflict,
