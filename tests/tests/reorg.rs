@@ -179,6 +179,25 @@ fn reorganisation_rules(backend: Backend) {
     assert_error(&mv("C1", "D1", "2025-07-01", &root), 422, "validation_failed");
     assert_error(&mv("V1", "C2", "2999-01-01", &root), 422, "validation_failed");
     assert_error(&mv("V1", "C2", "01/07/2025", &root), 422, "validation_failed");
+    // A parent or merge target that does not exist is an invalid body, not a missing resource.
+    let nowhere = hamlet_shared::UnitId::new().to_string();
+    let (status, body) = app.post(
+        &format!("/api/v1/units/{}/move", id("V1")),
+        Some(&json!({ "parent_id": nowhere, "effective_on": "2025-07-01" })),
+        Some(&root),
+    );
+    assert_eq!(
+        (status, &body["error"]["details"][0]["field"]),
+        (422, &json!("parent_id")),
+        "{body}"
+    );
+    let merge = json!({ "sources": [id("C1")], "into": nowhere, "effective_on": "2025-07-01" });
+    let (status, body) = app.post("/api/v1/units/merge", Some(&merge), Some(&root));
+    assert_eq!(
+        (status, &body["error"]["details"][0]["field"]),
+        (422, &json!("into")),
+        "{body}"
+    );
     let p1admin = app.login("p1admin", PW).token().unwrap().to_owned();
     let c1admin = app.login("c1admin", PW).token().unwrap().to_owned();
     let team = app.login("team", PW).token().unwrap().to_owned();

@@ -35,6 +35,19 @@ pub fn get(conn: &mut DbConn, id: UnitId) -> AppResult<Unit> {
     }
 }
 
+/// A live unit that a request body names (a parent, a merge target): 422 on `field` when it
+/// does not exist, since 404 is for the resource the URL names.
+pub fn get_referenced(conn: &mut DbConn, id: UnitId, field: &str) -> AppResult<Unit> {
+    get(conn, id).map_err(|e| match e {
+        AppError::NotFound(_) => AppError::invalid(ErrorDetail::field(
+            field,
+            ErrorCode::InvalidValue,
+            format!("unit {id} does not exist"),
+        )),
+        other => other,
+    })
+}
+
 /// The unit with its path from the root.
 pub fn get_with_path(conn: &mut DbConn, id: UnitId) -> AppResult<UnitWithPath> {
     let unit = get(conn, id)?;
@@ -101,14 +114,7 @@ impl UnitDraft {
 /// be free among live units.
 pub fn create(conn: &mut DbConn, principal: &Principal, draft: UnitDraft) -> AppResult<Unit> {
     crate::db::tx::write(conn, |conn| {
-        let parent = get(conn, draft.parent_id).map_err(|e| match e {
-            AppError::NotFound(_) => AppError::invalid(ErrorDetail::field(
-                "parent_id",
-                ErrorCode::InvalidValue,
-                "parent unit does not exist",
-            )),
-            other => other,
-        })?;
+        let parent = get_referenced(conn, draft.parent_id, "parent_id")?;
         authorize(conn, principal, Action::CreateUnit { parent: parent.id })?;
         if !draft.level.may_have_parent(parent.level) {
             return Err(AppError::invalid(ErrorDetail::field(

@@ -44,7 +44,10 @@ pub fn move_unit(
     crate::db::tx::consistent(conn, |conn| {
         fold::lock(conn)?;
         fold::fold_locked(conn)?;
-        let (x, p) = (super::get(conn, unit)?, super::get(conn, to)?);
+        let (x, p) = (
+            super::get(conn, unit)?,
+            super::get_referenced(conn, to, "parent_id")?,
+        );
         if let Some(a) = actor {
             authorize(conn, a, Action::Reorganise { units: &[x.id, p.id] })?;
         }
@@ -71,7 +74,7 @@ pub fn merge_units(
     crate::db::tx::consistent(conn, |conn| {
         fold::lock(conn)?;
         fold::fold_locked(conn)?;
-        let target = super::get(conn, into)?;
+        let target = super::get_referenced(conn, into, "into")?;
         let mut all = vec![target.id];
         all.extend_from_slice(sources);
         if let Some(a) = actor {
@@ -93,7 +96,7 @@ pub fn merge_units(
             ..Default::default()
         };
         for id in sources {
-            let source = super::get(conn, *id)?;
+            let source = super::get_referenced(conn, *id, "sources")?;
             if source.id == target.id || source.level != target.level {
                 return Err(invalid(
                     "sources",
