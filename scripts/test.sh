@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite on both backends: starts PostgreSQL (and installs Chromium) if needed, builds the `hamlet`,
-# `hamlet-client` and `hamlet-load` binaries the CLI tests run, then runs every test of the workspace.
+# The whole test suite on both backends: starts PostgreSQL (and installs Chromium and
+# schemathesis) if needed, builds the `hamlet`, `hamlet-client` and `hamlet-load` binaries the
+# CLI tests run, then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,9 @@ HAMLET_TEST_PG_URL="$(scripts/pg-up.sh)"
 export HAMLET_TEST_PG_URL
 # Chromium and chromedriver for the dashboard's browser tests.
 scripts/browser-up.sh
+# schemathesis for tests/tests/schemathesis.rs.
+HAMLET_SCHEMATHESIS="$(scripts/schemathesis-up.sh)"
+export HAMLET_SCHEMATHESIS
 
 # One command for both, so the workspace's features are resolved once and the test build reuses
 # these artifacts.

@@ -1,0 +1,36 @@
+"""Schemathesis hooks for Hamlet (loaded by scripts/schemathesis.sh through SCHEMATHESIS_HOOKS).
+
+Every few seconds the run logs in again, as HAMLET_ST_USER with a fresh device id, so a test
+case that logs out, revokes a device or disables a user ends at most one short-lived session
+instead of turning the rest of the run into 401s.
+"""
+
+import json
+import os
+import urllib.request
+import uuid
+
+import schemathesis
+
+BASE = os.environ["HAMLET_ST_BASE"]
+USER = os.environ.get("HAMLET_ST_USER", "demo-admin")
+PASSWORD = os.environ["HAMLET_ST_PASSWORD"]
+
+
+@schemathesis.auth(refresh_interval=3)
+class HamletLogin:
+    def get(self, case, ctx):
+        body = json.dumps(
+            {"username": USER, "password": PASSWORD, "device_id": str(uuid.uuid4())}
+        ).encode()
+        req = urllib.request.Request(
+            f"{BASE}/api/v1/auth/login",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as res:
+            return json.load(res)["access_token"]
+
+    def set(self, case, data, ctx):
+        case.headers = case.headers or {}
+        case.headers["Authorization"] = f"Bearer {data}"
