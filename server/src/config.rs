@@ -37,6 +37,11 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "HAMLET_WORKERS")]
     pub workers: Option<usize>,
+    /// Seconds an idle connection is kept open for the client's next request. Long, because a
+    /// phone on 2G takes seconds to receive a large answer after the server has written it, and
+    /// a new connection costs it a round trip of several hundred ms.
+    #[arg(long, env = "HAMLET_KEEP_ALIVE_SECS", default_value_t = 75)]
+    pub keep_alive_secs: u64,
     /// Lifetime of access tokens, in seconds.
     #[arg(long, env = "HAMLET_ACCESS_TTL_SECS", default_value_t = 900)]
     pub access_ttl_secs: u64,
@@ -97,6 +102,7 @@ pub struct Config {
     pub body_limit: usize,
     pub pool: PoolOptions,
     pub workers: Option<usize>,
+    pub keep_alive: Duration,
     pub access_ttl_secs: u64,
     pub refresh_ttl_secs: u64,
     pub password: PasswordParams,
@@ -136,6 +142,7 @@ impl Config {
                 connection_timeout: Duration::from_secs(args.db_timeout_secs.max(1)),
             },
             workers: args.workers,
+            keep_alive: Duration::from_secs(args.keep_alive_secs.max(1)),
             access_ttl_secs: args.access_ttl_secs.max(1),
             refresh_ttl_secs: args.refresh_ttl_secs.max(1),
             password: args.password,

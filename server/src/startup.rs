@@ -140,6 +140,7 @@ impl Application {
                 let _ = tcp.set_nodelay(true);
             }
         })
+        .keep_alive(config.keep_alive)
         .listen(listener)
         .map_err(|e| e.to_string())?
         .shutdown_timeout(10);
