@@ -17,60 +17,14 @@ const VILLAGE: usize = 100;
 /// Households pushed one request each (a phone that syncs after every interview).
 const SINGLES: usize = 20;
 
-const FAMILY: [&str; 14] = [
-    "Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Vũ", "Đặng", "Lò", "Ma", "Nông", "Triệu", "Hà", "Lục", "Sầm",
-];
-const MIDDLE: [&str; 8] = ["Văn", "Thị", "Đức", "Ngọc", "Minh", "Thu", "Quang", "Kim"];
-const GIVEN: [&str; 32] = [
-    "An", "Bình", "Chiến", "Dung", "Giang", "Hạnh", "Khánh", "Lan", "Mai", "Nam", "Oanh", "Phúc", "Quyết",
-    "Sơn", "Tâm", "Uyên", "Vinh", "Xuân", "Yến", "Bảo", "Cường", "Dũng", "Hiếu", "Hùng", "Linh", "Long",
-    "Nga", "Nhung", "Phương", "Thảo", "Trang", "Tuấn",
-];
-
-/// A name drawn from the lists by a small deterministic generator (real names vary; a synthetic
-/// village that repeats eight names would compress better than any real one).
-fn name(seed: &mut u64, family: &str) -> String {
-    let mut next = |n: usize| {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (*seed >> 33) as usize % n
-    };
-    format!(
-        "{family} {} {}",
-        MIDDLE[next(MIDDLE.len())],
-        GIVEN[next(GIVEN.len())]
-    )
-}
-
-/// The mutations of one household and its four members.
+/// The mutations of one household and its four members (`village::household`'s data).
 fn household_mutations(phone: &Phone, village: hamlet_shared::UnitId, n: usize) -> Vec<Value> {
-    let mut seed = n as u64 + 1;
     let h = Uuid::now_v7();
-    let family = FAMILY[(n * 7 + 3) % FAMILY.len()];
-    let broadband = ["yes", "no"][n % 2];
-    let mut out = vec![phone.upsert(
-        "household",
-        h,
-        0,
-        json!({ "village_id": village, "head_name": name(&mut seed, family),
-            "address": format!("Xóm {}, thôn Nà Lầu", n % 12 + 1), "fixed_broadband": broadband,
-            "surveyed_on": format!("2026-03-{:02}", n % 28 + 1) }),
-    )];
-    for (k, (year, sex)) in [(1971, "male"), (1975, "female"), (2001, "female"), (2012, "male")]
-        .into_iter()
-        .enumerate()
-    {
-        let tri = |i: usize| ["yes", "no", "unknown"][(n * 5 + k * 3 + i) % 3];
-        out.push(phone.upsert(
-            "member",
-            Uuid::now_v7(),
-            0,
-            json!({ "household_id": h, "full_name": name(&mut seed, family),
-                "birth_year": year + (n % 9) as i32, "sex": sex, "owns_smartphone": tri(0), "has_transaction_account": tri(1),
-                "vneid_level2": tri(2), "uses_online_public_services": tri(3),
-                "uses_cashless_payment": tri(4), "has_digital_signature": tri(5) }),
-        ));
+    let (household, members) = hamlet_tests::village::household(village, n);
+    let mut out = vec![phone.upsert("household", h, 0, Value::Object(household))];
+    for mut m in members {
+        m.insert("household_id".to_owned(), json!(h));
+        out.push(phone.upsert("member", Uuid::now_v7(), 0, Value::Object(m)));
     }
     out
 }

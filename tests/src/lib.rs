@@ -4,6 +4,8 @@
 //! `scripts/test.sh` starts PostgreSQL and sets it. Without it they fail, never skip.
 
 pub mod proxy;
+pub mod slow_link;
+pub mod village;
 pub mod webdriver;
 pub mod wire;
 
@@ -141,6 +143,7 @@ pub fn test_config(database_url: &str) -> Config {
             connection_timeout: Duration::from_secs(3),
         },
         workers: Some(2),
+        keep_alive: Duration::from_secs(75),
         access_ttl_secs: 900,
         refresh_ttl_secs: 3600,
         password: PasswordParams::default(),

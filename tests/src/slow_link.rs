@@ -1,0 +1,156 @@
+//! A slow, lossy link on loopback between a phone and the server: a `noxious` proxy (a Rust
+//! port of Toxiproxy) with bandwidth, latency and connections cut mid-transfer, for the 2G
+//! village scenario (`village::sync_village`). The kernel here refuses `tc netem`.
+
+use noxious::proxy::{ProxyConfig, ProxyRunner, Runner, Toxics};
+use noxious::signal::{Close, Stop, Stopper};
+use noxious::socket::TcpListener;
+use noxious::toxic::{StreamDirection, Toxic, ToxicKind};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What the link does to the bytes crossing it.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkProfile {
+    /// Each way, in bytes per second (at least 100).
+    pub bytes_per_sec: u64,
+    /// Added to every chunk in each direction, so a round trip gains twice this.
+    pub one_way_latency: Duration,
+    /// The share of connections that are cut, and after how many bytes from the server: a
+    /// response lost mid-way, after the server may have applied the request.
+    pub cut: Option<(f32, u64)>,
+    /// The same on the way up: a request lost before the server read all of it.
+    pub cut_up: Option<(f32, u64)>,
+}
+
+impl LinkProfile {
+    /// About 50 kbit/s each way, 300 ms added to a round trip, and one connection in four cut
+    /// (half of them on the way up, half on the way down).
+    pub fn village_2g() -> Self {
+        Self {
+            bytes_per_sec: 6_000,
+            one_way_latency: Duration::from_millis(150),
+            cut: Some((0.125, 1_500)),
+            cut_up: Some((0.125, 3_000)),
+        }
+    }
+
+    fn toxics(&self) -> Toxics {
+        let toxic = |name: &str, kind, direction, toxicity| Toxic {
+            kind,
+            name: name.to_owned(),
+            toxicity,
+            direction,
+        };
+        // The bandwidth as slices of a hundredth of a second's bytes, each sent 10 ms after the
+        // last: noxious 1.0.4's own `bandwidth` toxic sends 100 bytes per tick whatever the rate
+        // and panics (a Duration underflow) on chunks larger than the rate times 100.
+        let slices = || ToxicKind::Slicer {
+            average_size: (self.bytes_per_sec / 100).max(1),
+            size_variation: 0,
+            delay: 10_000,
+        };
+        let latency = self.one_way_latency.as_millis() as u64;
+        let mut upstream = vec![
+            toxic(
+                "latency_up",
+                ToxicKind::Latency { latency, jitter: 0 },
+                StreamDirection::Upstream,
+                1.0,
+            ),
+            toxic("bandwidth_up", slices(), StreamDirection::Upstream, 1.0),
+        ];
+        let mut downstream = vec![
+            toxic(
+                "latency_down",
+                ToxicKind::Latency { latency, jitter: 0 },
+                StreamDirection::Downstream,
+                1.0,
+            ),
+            toxic("bandwidth_down", slices(), StreamDirection::Downstream, 1.0),
+        ];
+        if let Some((share, bytes)) = self.cut_up {
+            upstream.push(toxic(
+                "cut_up",
+                ToxicKind::LimitData { bytes },
+                StreamDirection::Upstream,
+                share,
+            ));
+        }
+        if let Some((share, bytes)) = self.cut {
+            downstream.push(toxic(
+                "cut_down",
+                ToxicKind::LimitData { bytes },
+                StreamDirection::Downstream,
+                share,
+            ));
+        }
+        Toxics { upstream, downstream }
+    }
+}
+
+/// A running proxy; stopped when dropped.
+pub struct SlowLink {
+    pub port: u16,
+    stopper: Option<Stopper>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SlowLink {
+    /// Listens on a free loopback port and forwards to `upstream` through `profile`.
+    pub fn start(upstream: SocketAddr, profile: LinkProfile) -> Self {
+        // noxious binds the address it is given; a port just freed by the OS is as good.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = ProxyConfig {
+            name: "village".to_owned(),
+            listen: format!("127.0.0.1:{port}"),
+            upstream: upstream.to_string(),
+            enabled: true,
+            // No seed: with one, noxious draws the same numbers for every connection, so a
+            // toxic of toxicity below 1 would hit all connections or none.
+            rand_seed: None,
+        };
+        let (stop, stopper) = Stop::new();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let (listener, info) = ProxyRunner::initialize_proxy::<TcpListener>(config, profile.toxics())
+                    .await
+                    .expect("the proxy binds");
+                ready_tx.send(()).expect("the test waits");
+                // Toxics are never changed at run time: the event channel stays idle.
+                let (_events, receiver) = bmrng::channel(1);
+                let (_close, closer) = Close::new();
+                let _ = ProxyRunner::run_proxy(listener, info, receiver, stop, closer).await;
+            });
+        });
+        ready_rx.recv().expect("proxy thread");
+        Self {
+            port,
+            stopper: Some(stopper),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        if let Some(s) = self.stopper.take() {
+            s.stop();
+        }
+        // The runner only looks at its stop signal between connections; a connection still open
+        // would keep it waiting, so the thread is left to end with the process.
+        drop(self.thread.take());
+    }
+}
