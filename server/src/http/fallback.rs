@@ -8,9 +8,24 @@ use actix_web::dev::ResourceDef;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use utoipa::openapi::OpenApi;
+use utoipa::openapi::path::PathItem;
 
-/// Every documented path pattern with the methods it takes.
+/// Every documented path pattern with the methods it takes, as an `Allow` value.
 pub struct RouteMethods(Vec<(ResourceDef, String)>);
+
+/// The methods of one documented path.
+pub fn methods_of(item: &PathItem) -> Vec<&'static str> {
+    [
+        (&item.get, "GET"),
+        (&item.post, "POST"),
+        (&item.put, "PUT"),
+        (&item.patch, "PATCH"),
+        (&item.delete, "DELETE"),
+    ]
+    .into_iter()
+    .filter_map(|(op, name)| op.is_some().then_some(name))
+    .collect()
+}
 
 impl RouteMethods {
     pub fn from_openapi(doc: &OpenApi) -> Self {
@@ -18,21 +33,7 @@ impl RouteMethods {
             .paths
             .paths
             .iter()
-            .map(|(path, item)| {
-                let mut methods: Vec<&str> = Vec::new();
-                for (present, name) in [
-                    (item.get.is_some(), "GET"),
-                    (item.post.is_some(), "POST"),
-                    (item.put.is_some(), "PUT"),
-                    (item.patch.is_some(), "PATCH"),
-                    (item.delete.is_some(), "DELETE"),
-                ] {
-                    if present {
-                        methods.push(name);
-                    }
-                }
-                (ResourceDef::new(path.as_str()), methods.join(", "))
-            })
+            .map(|(path, item)| (ResourceDef::new(path.as_str()), methods_of(item).join(", ")))
             .collect();
         // `/units/merge` before `/units/{id}`: a literal path is matched before a pattern.
         routes.sort_by_key(|(def, _)| def.is_prefix() || def.pattern().is_some_and(|p| p.contains('{')));
