@@ -198,6 +198,20 @@ fn reorganisation_rules(backend: Backend) {
         (422, &json!("into")),
         "{body}"
     );
+    let merge = json!({ "sources": [id("C1"), nowhere], "into": id("C2"), "effective_on": "2025-07-01" });
+    let (status, body) = app.post("/api/v1/units/merge", Some(&merge), Some(&root));
+    assert_eq!(
+        (status, &body["error"]["details"][0]["field"]),
+        (422, &json!("sources[1]")),
+        "{body}"
+    );
+    // Checked before scope: a commune admin's typo is a typo, not a unit outside its scope.
+    let typo = app.login("c1admin", PW).token().unwrap().to_owned();
+    assert_error(
+        &app.post("/api/v1/units/merge", Some(&merge), Some(&typo)),
+        422,
+        "validation_failed",
+    );
     let p1admin = app.login("p1admin", PW).token().unwrap().to_owned();
     let c1admin = app.login("c1admin", PW).token().unwrap().to_owned();
     let team = app.login("team", PW).token().unwrap().to_owned();

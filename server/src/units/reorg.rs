@@ -75,6 +75,12 @@ pub fn merge_units(
         fold::lock(conn)?;
         fold::fold_locked(conn)?;
         let target = super::get_referenced(conn, into, "into")?;
+        // Every unit the body names exists (422 on its field otherwise) before scope is checked:
+        // an unknown id is the caller's typo, not a unit outside its scope.
+        let mut source_units = Vec::with_capacity(sources.len());
+        for (i, id) in sources.iter().enumerate() {
+            source_units.push(super::get_referenced(conn, *id, &format!("sources[{i}]"))?);
+        }
         let mut all = vec![target.id];
         all.extend_from_slice(sources);
         if let Some(a) = actor {
@@ -95,8 +101,7 @@ pub fn merge_units(
             effective_on: day.clone(),
             ..Default::default()
         };
-        for id in sources {
-            let source = super::get_referenced(conn, *id, "sources")?;
+        for source in source_units {
             if source.id == target.id || source.level != target.level {
                 return Err(invalid(
                     "sources",
