@@ -1,4 +1,5 @@
-"""Schemathesis hooks for Hamlet (loaded by scripts/schemathesis.sh through SCHEMATHESIS_HOOKS).
+"""Schemathesis hooks for Hamlet (loaded through SCHEMATHESIS_HOOKS by tests/tests/schemathesis.rs
+and by the command in docs/operations.md).
 
 Every few seconds the run logs in again, as HAMLET_ST_USER with a fresh device id, so a test
 case that logs out, revokes a device or disables a user ends at most one short-lived session
