@@ -99,11 +99,21 @@ pub struct SlowLink {
 impl SlowLink {
     /// Listens on a free loopback port and forwards to `upstream` through `profile`.
     pub fn start(upstream: SocketAddr, profile: LinkProfile) -> Self {
-        // noxious binds the address it is given; a port just freed by the OS is as good.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        // noxious binds the address it is given: a port the OS just handed out and freed, which
+        // a parallel test may take in between, hence a few tries.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            if let Some(link) = Self::start_on(port, upstream, profile) {
+                return link;
+            }
+        }
+        panic!("the slow link could not bind a port in 5 tries");
+    }
+
+    fn start_on(port: u16, upstream: SocketAddr, profile: LinkProfile) -> Option<Self> {
         let config = ProxyConfig {
             name: "village".to_owned(),
             listen: format!("127.0.0.1:{port}"),
@@ -121,22 +131,26 @@ impl SlowLink {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let (listener, info) = ProxyRunner::initialize_proxy::<TcpListener>(config, profile.toxics())
-                    .await
-                    .expect("the proxy binds");
-                ready_tx.send(()).expect("the test waits");
+                let bound = ProxyRunner::initialize_proxy::<TcpListener>(config, profile.toxics()).await;
+                let Ok((listener, info)) = bound else {
+                    let _ = ready_tx.send(false);
+                    return;
+                };
+                let _ = ready_tx.send(true);
                 // Toxics are never changed at run time: the event channel stays idle.
                 let (_events, receiver) = bmrng::channel(1);
                 let (_close, closer) = Close::new();
                 let _ = ProxyRunner::run_proxy(listener, info, receiver, stop, closer).await;
             });
         });
-        ready_rx.recv().expect("proxy thread");
-        Self {
+        if !ready_rx.recv().unwrap_or(false) {
+            return None;
+        }
+        Some(Self {
             port,
             stopper: Some(stopper),
             thread: Some(thread),
-        }
+        })
     }
 
     pub fn base(&self) -> String {
