@@ -38,8 +38,9 @@ pub struct ServeArgs {
     #[arg(long, env = "HAMLET_WORKERS")]
     pub workers: Option<usize>,
     /// Seconds an idle connection is kept open for the client's next request. Long, because a
-    /// phone on 2G takes seconds to receive a large answer after the server has written it, and
-    /// a new connection costs it a round trip of several hundred ms.
+    /// phone on 2G sends its next request seconds after the server wrote the last answer (the
+    /// answer takes that long to arrive), and a new connection costs it a round trip of several
+    /// hundred ms.
     #[arg(long, env = "HAMLET_KEEP_ALIVE_SECS", default_value_t = 75)]
     pub keep_alive_secs: u64,
     /// Lifetime of access tokens, in seconds.
