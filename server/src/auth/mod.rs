@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use uuid::Uuid;
 
-pub use authz::{Action, authorize};
+pub use authz::{Action, authorize, require_role};
 
 /// Login throttling: failures per username and per client address within a sliding window.
 #[derive(Debug, Clone, Copy, clap::Args)]

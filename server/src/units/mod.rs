@@ -4,7 +4,7 @@ pub mod import;
 pub mod reform;
 pub mod reorg;
 
-use crate::auth::{Action, Principal, authorize};
+use crate::auth::{Action, Principal, authorize, require_role};
 use crate::db::{self, DbConn, units::UnitRow};
 use crate::error::{AppError, AppResult};
 use hamlet_shared::{
@@ -113,6 +113,12 @@ impl UnitDraft {
 /// Creates a unit under a live parent of a higher level, in the caller's scope; its code must
 /// be free among live units.
 pub fn create(conn: &mut DbConn, principal: &Principal, draft: UnitDraft) -> AppResult<Unit> {
+    require_role(
+        principal,
+        Action::CreateUnit {
+            parent: draft.parent_id,
+        },
+    )?;
     crate::db::tx::write(conn, |conn| {
         let parent = get_referenced(conn, draft.parent_id, "parent_id")?;
         authorize(conn, principal, Action::CreateUnit { parent: parent.id })?;

@@ -3,7 +3,7 @@
 //! the roll-ups above them follow the tree, and the tree of any past date stays answerable.
 
 use crate::aggregates::{fold, tallies::Tally};
-use crate::auth::{Action, Principal, authorize};
+use crate::auth::{Action, Principal, authorize, require_role};
 use crate::db::units::ClosureRow;
 use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
@@ -41,6 +41,10 @@ pub fn move_unit(
     to: UnitId,
     date: time::Date,
 ) -> AppResult<ReorgReport> {
+    // The role first: who may not reorganise learns nothing about the units it names.
+    if let Some(a) = actor {
+        require_role(a, Action::Reorganise { units: &[] })?;
+    }
     crate::db::tx::consistent(conn, |conn| {
         fold::lock(conn)?;
         fold::fold_locked(conn)?;
@@ -71,6 +75,9 @@ pub fn merge_units(
     into: UnitId,
     date: time::Date,
 ) -> AppResult<ReorgReport> {
+    if let Some(a) = actor {
+        require_role(a, Action::Reorganise { units: &[] })?;
+    }
     crate::db::tx::consistent(conn, |conn| {
         fold::lock(conn)?;
         fold::fold_locked(conn)?;
