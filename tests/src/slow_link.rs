@@ -51,41 +51,31 @@ impl LinkProfile {
             delay: 10_000,
         };
         let latency = self.one_way_latency.as_millis() as u64;
-        let mut upstream = vec![
-            toxic(
-                "latency_up",
-                ToxicKind::Latency { latency, jitter: 0 },
-                StreamDirection::Upstream,
-                1.0,
-            ),
-            toxic("bandwidth_up", slices(), StreamDirection::Upstream, 1.0),
-        ];
-        let mut downstream = vec![
-            toxic(
-                "latency_down",
-                ToxicKind::Latency { latency, jitter: 0 },
-                StreamDirection::Downstream,
-                1.0,
-            ),
-            toxic("bandwidth_down", slices(), StreamDirection::Downstream, 1.0),
-        ];
-        if let Some((share, bytes)) = self.cut_up {
-            upstream.push(toxic(
-                "cut_up",
-                ToxicKind::LimitData { bytes },
-                StreamDirection::Upstream,
-                share,
-            ));
+        // One direction: latency, then bandwidth, then (on some connections) the cut.
+        let chain = |direction, suffix: &str, cut: Option<(f32, u64)>| {
+            let mut chain = vec![
+                toxic(
+                    &format!("latency_{suffix}"),
+                    ToxicKind::Latency { latency, jitter: 0 },
+                    direction,
+                    1.0,
+                ),
+                toxic(&format!("bandwidth_{suffix}"), slices(), direction, 1.0),
+            ];
+            if let Some((share, bytes)) = cut {
+                chain.push(toxic(
+                    &format!("cut_{suffix}"),
+                    ToxicKind::LimitData { bytes },
+                    direction,
+                    share,
+                ));
+            }
+            chain
+        };
+        Toxics {
+            upstream: chain(StreamDirection::Upstream, "up", self.cut_up),
+            downstream: chain(StreamDirection::Downstream, "down", self.cut),
         }
-        if let Some((share, bytes)) = self.cut {
-            downstream.push(toxic(
-                "cut_down",
-                ToxicKind::LimitData { bytes },
-                StreamDirection::Downstream,
-                share,
-            ));
-        }
-        Toxics { upstream, downstream }
     }
 }
 
