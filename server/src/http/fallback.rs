@@ -40,12 +40,18 @@ impl RouteMethods {
         Self(routes)
     }
 
-    /// The `Allow` value for a path the API serves, `None` for a path it does not.
-    pub fn allowed(&self, path: &str) -> Option<&str> {
+    /// The route pattern that takes `path` and its `Allow` value, `None` for a path the API
+    /// does not serve.
+    fn route(&self, path: &str) -> Option<(&ResourceDef, &str)> {
         self.0
             .iter()
             .find(|(def, _)| def.is_match(path))
-            .map(|(_, methods)| methods.as_str())
+            .map(|(def, methods)| (def, methods.as_str()))
+    }
+
+    /// The `Allow` value for a path the API serves, `None` for a path it does not.
+    pub fn allowed(&self, path: &str) -> Option<&str> {
+        self.route(path).map(|(_, methods)| methods)
     }
 }
 
@@ -62,7 +68,7 @@ pub async fn no_route(req: HttpRequest, routes: web::Data<RouteMethods>) -> Http
 /// the path is not such a literal one.
 pub fn wrong_method_of_literal_path(req: &HttpRequest) -> Option<HttpResponse> {
     let routes = req.app_data::<web::Data<RouteMethods>>()?;
-    let (def, allowed) = routes.0.iter().find(|(def, _)| def.is_match(req.path()))?;
+    let (def, allowed) = routes.route(req.path())?;
     let literal = def.pattern().is_some_and(|p| !p.contains('{'));
     let takes_method = allowed.split(", ").any(|m| m == req.method().as_str());
     (literal && !takes_method).then(|| method_not_allowed(req, allowed))
