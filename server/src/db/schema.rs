@@ -90,14 +90,11 @@ diesel::table! {
 }
 
 diesel::table! {
-    sync_mutations (device_id, mutation_id) {
+    sync_batches (device_id, last_mutation_id) {
         device_id -> Text,
-        mutation_id -> BigInt,
-        record_type -> Text,
-        record_id -> Text,
-        status -> Text,
-        version -> Nullable<BigInt>,
-        outcome -> Text,
+        first_mutation_id -> BigInt,
+        last_mutation_id -> BigInt,
+        results -> Text,
         created_us -> BigInt,
     }
 }
@@ -189,11 +186,7 @@ diesel::table! {
     tally_deltas (id) {
         id -> BigInt,
         village_id -> Text,
-        metric -> Text,
-        birth_year -> Integer,
-        yes -> BigInt,
-        no -> BigInt,
-        unknown -> BigInt,
+        counts -> Text,
     }
 }
 
@@ -238,7 +231,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     devices,
     households,
     members,
-    sync_mutations,
+    sync_batches,
     sync_changes,
     conflicts,
     village_tallies,

@@ -1,20 +1,19 @@
 //! Queries of the sync machinery: idempotency records, the change feed, conflicts.
 
 use super::DbConn;
-use super::schema::{conflicts, devices, sync_changes, sync_mutations, unit_closure};
+use super::schema::{conflicts, devices, sync_batches, sync_changes, unit_closure};
 use diesel::prelude::*;
 
+/// One push's idempotency record: the first answers of the mutations it applied (JSON, see the
+/// migration `compact_sync`), between its first and last mutation id.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = sync_mutations)]
+#[diesel(table_name = sync_batches)]
 #[diesel(treat_none_as_default_value = false)]
-pub struct MutationRow {
+pub struct BatchRow {
     pub device_id: String,
-    pub mutation_id: i64,
-    pub record_type: String,
-    pub record_id: String,
-    pub status: String,
-    pub version: Option<i64>,
-    pub outcome: String,
+    pub first_mutation_id: i64,
+    pub last_mutation_id: i64,
+    pub results: String,
     pub created_us: i64,
 }
 
@@ -63,46 +62,38 @@ pub struct ConflictRow {
 
 const CHUNK: usize = 500;
 
-/// Stored outcomes of the given mutation ids of one device.
-pub fn mutations(conn: &mut DbConn, device_id: &str, ids: &[i64]) -> QueryResult<Vec<MutationRow>> {
-    let mut out = Vec::new();
-    for chunk in ids.chunks(CHUNK) {
-        out.extend(
-            sync_mutations::table
-                .filter(sync_mutations::device_id.eq(device_id))
-                .filter(sync_mutations::mutation_id.eq_any(chunk))
-                .select(MutationRow::as_select())
-                .load(conn)?,
-        );
-    }
-    Ok(out)
+/// The stored pushes of a device whose mutation id range meets `first..=last`.
+pub fn batches_overlapping(
+    conn: &mut DbConn,
+    device_id: &str,
+    first: i64,
+    last: i64,
+) -> QueryResult<Vec<BatchRow>> {
+    sync_batches::table
+        .filter(sync_batches::device_id.eq(device_id))
+        .filter(sync_batches::last_mutation_id.ge(first))
+        .filter(sync_batches::first_mutation_id.le(last))
+        .select(BatchRow::as_select())
+        .load(conn)
 }
 
-/// Stores idempotency records. A rejected mutation's `type` and `id` are kept as sent, and may
-/// hold anything a JSON string can: a NUL byte, which PostgreSQL refuses in text, is stored as
-/// U+FFFD on both backends (the result returned on a replay comes from `outcome`, intact).
-pub fn insert_mutations(conn: &mut DbConn, rows: &[MutationRow]) -> QueryResult<()> {
-    let cleaned: Vec<MutationRow>;
-    let rows = if rows
-        .iter()
-        .any(|r| r.record_type.contains('\0') || r.record_id.contains('\0'))
-    {
-        cleaned = rows
-            .iter()
-            .map(|r| MutationRow {
-                record_type: r.record_type.replace('\0', "\u{fffd}"),
-                record_id: r.record_id.replace('\0', "\u{fffd}"),
-                ..r.clone()
-            })
-            .collect();
-        &cleaned[..]
-    } else {
-        rows
-    };
-    for chunk in rows.chunks(CHUNK) {
-        crate::per_backend!(&mut *conn, |c| diesel::insert_into(sync_mutations::table)
-            .values(chunk)
-            .execute(c))?;
+pub fn insert_batch(conn: &mut DbConn, row: &BatchRow) -> QueryResult<()> {
+    crate::per_backend!(&mut *conn, |c| diesel::insert_into(sync_batches::table)
+        .values(row)
+        .execute(c))?;
+    Ok(())
+}
+
+/// Makes pushes of one device take turns (on PostgreSQL; SQLite has one writer): its rows in
+/// `devices` (one per user signed in on it) stay locked until the transaction ends. Two pushes
+/// of the same mutation ids then never both apply them.
+pub fn lock_device(conn: &mut DbConn, device_id: &str) -> QueryResult<()> {
+    if let DbConn::Pg(c) = conn {
+        devices::table
+            .filter(devices::device_id.eq(device_id))
+            .select(devices::device_id)
+            .for_update()
+            .load::<String>(c)?;
     }
     Ok(())
 }

@@ -31,16 +31,30 @@ struct UnitRow {
     unknown: i64,
 }
 
+/// One write's counter moves in one village: `counts` is JSON
+/// `[[metric, birth year, yes, no, unknown], ...]` (one row per write instead of one per key).
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = tally_deltas)]
 #[diesel(treat_none_as_default_value = false)]
 struct NewDelta {
     village_id: String,
-    metric: String,
-    birth_year: i32,
-    yes: i64,
-    no: i64,
-    unknown: i64,
+    counts: String,
+}
+
+type CountRow = (String, String, i32, i64, i64, i64);
+
+/// Delta rows `(village, counts)` as one counter row per key.
+fn expand(rows: Vec<(String, String)>) -> QueryResult<Vec<CountRow>> {
+    let mut out = Vec::new();
+    for (village, counts) in rows {
+        let keys: Vec<(String, i32, i64, i64, i64)> = serde_json::from_str(&counts)
+            .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
+        out.extend(
+            keys.into_iter()
+                .map(|(metric, year, yes, no, unknown)| (village.clone(), metric, year, yes, no, unknown)),
+        );
+    }
+    Ok(out)
 }
 
 const CHUNK: usize = 500;
@@ -136,17 +150,27 @@ fn village_rows(t: &Tally) -> Vec<VillageRow> {
 /// row, so pushes from phones of one village never wait for each other on counters. The fold
 /// moves deltas into the village counters and every roll-up above; reads add the unfolded tail.
 pub fn add_to_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
-    let deltas: Vec<NewDelta> = village_rows(delta)
+    let mut by_village: std::collections::BTreeMap<&str, Vec<(&str, i32, i64, i64, i64)>> =
+        std::collections::BTreeMap::new();
+    for (k, c) in &delta.0 {
+        by_village.entry(k.unit.as_str()).or_default().push((
+            k.metric.as_str(),
+            k.birth_year,
+            c.yes,
+            c.no,
+            c.unknown,
+        ));
+    }
+    let deltas: Vec<NewDelta> = by_village
         .into_iter()
-        .map(|r| NewDelta {
-            village_id: r.village_id,
-            metric: r.metric,
-            birth_year: r.birth_year,
-            yes: r.yes,
-            no: r.no,
-            unknown: r.unknown,
+        .map(|(village, counts)| {
+            Ok(NewDelta {
+                village_id: village.to_owned(),
+                counts: serde_json::to_string(&counts)
+                    .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?,
+            })
         })
-        .collect();
+        .collect::<QueryResult<_>>()?;
     for chunk in deltas.chunks(CHUNK) {
         crate::per_backend!(&mut *conn, |c| diesel::insert_into(tally_deltas::table)
             .values(chunk)
@@ -182,13 +206,13 @@ pub fn add_to_units(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
 
 /// Removes and returns every visible unfolded delta, keyed by village.
 pub fn take_deltas(conn: &mut DbConn) -> QueryResult<Tally> {
-    let rows: Vec<(String, String, i32, i64, i64, i64)> = crate::per_backend!(conn, |c| {
+    let rows: Vec<(String, String)> = crate::per_backend!(conn, |c| {
         use tally_deltas::dsl as t;
         diesel::delete(t::tally_deltas)
-            .returning((t::village_id, t::metric, t::birth_year, t::yes, t::no, t::unknown))
+            .returning((t::village_id, t::counts))
             .get_results(c)
     })?;
-    Ok(into_tally(rows))
+    Ok(into_tally(expand(rows)?))
 }
 
 /// Each village's ancestors above it (depth >= 1).
@@ -219,12 +243,12 @@ pub fn of_villages(conn: &mut DbConn, villages: &[String]) -> QueryResult<Tally>
                 .load::<(String, String, i32, i64, i64, i64)>(conn)?,
         );
         use tally_deltas::dsl as d;
-        rows.extend(
+        rows.extend(expand(
             d::tally_deltas
                 .filter(d::village_id.eq_any(chunk))
-                .select((d::village_id, d::metric, d::birth_year, d::yes, d::no, d::unknown))
-                .load::<(String, String, i32, i64, i64, i64)>(conn)?,
-        );
+                .select((d::village_id, d::counts))
+                .load(conn)?,
+        )?);
     }
     Ok(into_tally(rows))
 }
@@ -245,11 +269,9 @@ pub fn of_units(conn: &mut DbConn, units: &[String]) -> QueryResult<Tally> {
     // The unfolded tail is short (one fold interval): read it whole, then find which of its
     // villages lie under the asked units by primary-key probes of the closure. Joining from the
     // closure side instead scans every descendant of a large unit.
-    let deltas: Vec<(String, String, i32, i64, i64, i64)> = {
+    let deltas = {
         use tally_deltas::dsl as d;
-        d::tally_deltas
-            .select((d::village_id, d::metric, d::birth_year, d::yes, d::no, d::unknown))
-            .load(conn)?
+        expand(d::tally_deltas.select((d::village_id, d::counts)).load(conn)?)?
     };
     if !deltas.is_empty() {
         let villages: Vec<String> = deltas
@@ -283,20 +305,14 @@ pub fn of_units(conn: &mut DbConn, units: &[String]) -> QueryResult<Tally> {
 
 /// Only the unfolded deltas, rolled up to the given units.
 pub fn of_units_deltas_only(conn: &mut DbConn, units: &[String]) -> QueryResult<Tally> {
-    let rows: Vec<(String, String, i32, i64, i64, i64)> = tally_deltas::table
+    let rows: Vec<(String, String)> = tally_deltas::table
         .inner_join(unit_closure::table.on(unit_closure::descendant_id.eq(tally_deltas::village_id)))
         .filter(unit_closure::depth.ge(1))
-        .select((
-            unit_closure::ancestor_id,
-            tally_deltas::metric,
-            tally_deltas::birth_year,
-            tally_deltas::yes,
-            tally_deltas::no,
-            tally_deltas::unknown,
-        ))
+        .select((unit_closure::ancestor_id, tally_deltas::counts))
         .load(conn)?;
     let wanted: std::collections::HashSet<&String> = units.iter().collect();
-    Ok(into_tally(rows.into_iter().filter(|r| wanted.contains(&r.0))))
+    let rows = rows.into_iter().filter(|r| wanted.contains(&r.0)).collect();
+    Ok(into_tally(expand(rows)?))
 }
 
 /// Every village's counters, unfolded deltas included.
@@ -306,11 +322,9 @@ pub fn all_villages(conn: &mut DbConn) -> QueryResult<Tally> {
     let mut rows: Vec<(String, String, i32, i64, i64, i64)> = t::village_tallies
         .select((t::village_id, t::metric, t::birth_year, t::yes, t::no, t::unknown))
         .load(conn)?;
-    rows.extend(
-        d::tally_deltas
-            .select((d::village_id, d::metric, d::birth_year, d::yes, d::no, d::unknown))
-            .load::<(String, String, i32, i64, i64, i64)>(conn)?,
-    );
+    rows.extend(expand(
+        d::tally_deltas.select((d::village_id, d::counts)).load(conn)?,
+    )?);
     Ok(into_tally(rows))
 }
 

@@ -9,7 +9,7 @@ pub mod store;
 use crate::auth::Principal;
 use crate::error::{AppError, AppResult};
 use hamlet_shared::ErrorDetail;
-use hamlet_shared::sync::MutationResult;
+use hamlet_shared::sync::{MutationResult, MutationStatus};
 
 /// Sync limits and clock rules.
 #[derive(Debug, Clone, Copy, clap::Args)]
@@ -46,19 +46,65 @@ pub struct Ctx {
     pub current_year: i32,
 }
 
-/// What an idempotency record keeps of a result besides status and version.
-pub(crate) fn outcome_json(result: &MutationResult) -> String {
-    serde_json::json!({ "id": result.id, "conflicts": result.conflicts, "errors": result.errors }).to_string()
+/// A mutation's first answer as its idempotency record keeps it: one element of a push's
+/// `sync_batches.results`. Short keys: a push stores up to a thousand of them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredResult {
+    #[serde(rename = "m")]
+    pub mutation_id: i64,
+    #[serde(rename = "s")]
+    pub status: String,
+    #[serde(rename = "v")]
+    pub version: Option<i64>,
+    #[serde(rename = "o")]
+    pub outcome: StoredOutcome,
 }
 
-pub(crate) fn parse_outcome(text: &str) -> AppResult<(Option<String>, Vec<String>, Vec<ErrorDetail>)> {
-    #[derive(serde::Deserialize)]
-    struct Stored {
-        id: Option<String>,
-        conflicts: Vec<String>,
-        errors: Vec<ErrorDetail>,
+/// What a stored answer keeps besides status and version.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredOutcome {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub conflicts: Vec<String>,
+    #[serde(default)]
+    pub errors: Vec<ErrorDetail>,
+}
+
+impl StoredResult {
+    pub fn of(result: &MutationResult) -> Self {
+        Self {
+            mutation_id: result.mutation_id,
+            status: result.status.as_str().to_owned(),
+            version: result.version,
+            outcome: StoredOutcome {
+                id: result.id.clone(),
+                conflicts: result.conflicts.clone(),
+                errors: result.errors.clone(),
+            },
+        }
     }
-    let s: Stored = serde_json::from_str(text)
-        .map_err(|e| AppError::Internal(format!("unreadable stored outcome: {e}")))?;
-    Ok((s.id, s.conflicts, s.errors))
+
+    /// The first answer, replayed.
+    pub fn replay(self) -> MutationResult {
+        MutationResult {
+            mutation_id: self.mutation_id,
+            id: self.outcome.id,
+            status: MutationStatus::Duplicate,
+            version: self.version,
+            conflicts: self.outcome.conflicts,
+            errors: self.outcome.errors,
+            original_status: MutationStatus::parse(&self.status),
+        }
+    }
+
+    pub fn encode_all(results: &[StoredResult]) -> AppResult<String> {
+        serde_json::to_string(results)
+            .map_err(|e| AppError::Internal(format!("cannot store push results: {e}")))
+    }
+
+    pub fn decode_all(text: &str) -> AppResult<Vec<StoredResult>> {
+        serde_json::from_str(text)
+            .map_err(|e| AppError::Internal(format!("unreadable stored push results: {e}")))
+    }
 }

@@ -2,11 +2,11 @@
 
 use super::merge::{Clash, Outcome, Write, merge_delete, merge_upsert};
 use super::store::{self, Stored};
-use super::{Ctx, outcome_json, parse_outcome};
+use super::{Ctx, StoredResult};
 use crate::aggregates::tallies::{self, Tally};
 use crate::auth::{Action, Principal, authorize};
 use crate::db::records::{HouseholdRow, MemberRow};
-use crate::db::sync::{MutationRow, NewChange};
+use crate::db::sync::{BatchRow, NewChange};
 use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
 use hamlet_shared::records::validate_fields;
@@ -84,11 +84,19 @@ pub fn push(conn: &mut DbConn, ctx: &Ctx, req: &PushRequest) -> AppResult<PushRe
 
 fn run_batch(conn: &mut DbConn, ctx: &Ctx, mutations: &[Value]) -> AppResult<PushResponse> {
     let device = ctx.principal.device_id.to_string();
+    db::sync::lock_device(conn, &device)?;
     let ids: Vec<i64> = mutations.iter().filter_map(mutation_id_of).collect();
-    let seen: HashMap<i64, MutationRow> = db::sync::mutations(conn, &device, &ids)?
-        .into_iter()
-        .map(|r| (r.mutation_id, r))
-        .collect();
+    let mut seen: HashMap<i64, StoredResult> = HashMap::new();
+    if let (Some(&first), Some(&last)) = (ids.iter().min(), ids.iter().max()) {
+        let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
+        for row in db::sync::batches_overlapping(conn, &device, first, last)? {
+            for stored in StoredResult::decode_all(&row.results)? {
+                if wanted.contains(&stored.mutation_id) {
+                    seen.insert(stored.mutation_id, stored);
+                }
+            }
+        }
+    }
     let mut batch = Batch::new(ctx);
     batch.prefetch(conn, mutations, &seen)?;
     let mut results = Vec::with_capacity(mutations.len());
@@ -96,26 +104,11 @@ fn run_batch(conn: &mut DbConn, ctx: &Ctx, mutations: &[Value]) -> AppResult<Pus
     let mut stored = Vec::new();
     for raw in mutations {
         let mutation_id = mutation_id_of(raw).unwrap_or_default();
-        let result = match seen.get(&mutation_id) {
-            Some(row) => duplicate(row)?,
+        let result = match seen.remove(&mutation_id) {
+            Some(first) => first.replay(),
             None => {
                 let result = batch.process(conn, raw, mutation_id)?;
-                stored.push(MutationRow {
-                    device_id: batch.device.clone(),
-                    mutation_id,
-                    record_type: raw
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .chars()
-                        .take(32)
-                        .collect(),
-                    record_id: result.id.clone().unwrap_or_default().chars().take(64).collect(),
-                    status: result.status.as_str().to_owned(),
-                    version: result.version,
-                    outcome: outcome_json(&result),
-                    created_us: ctx.now_us,
-                });
+                stored.push(StoredResult::of(&result));
                 result
             }
         };
@@ -123,7 +116,19 @@ fn run_batch(conn: &mut DbConn, ctx: &Ctx, mutations: &[Value]) -> AppResult<Pus
         results.push(result);
     }
     batch.flush(conn)?;
-    db::sync::insert_mutations(conn, &stored)?;
+    // Mutation ids increase within a push (checked with the envelope).
+    if let (Some(first), Some(last)) = (stored.first(), stored.last()) {
+        db::sync::insert_batch(
+            conn,
+            &BatchRow {
+                device_id: batch.device.clone(),
+                first_mutation_id: first.mutation_id,
+                last_mutation_id: last.mutation_id,
+                results: StoredResult::encode_all(&stored)?,
+                created_us: ctx.now_us,
+            },
+        )?;
+    }
     db::sync::mark_device_synced(
         conn,
         &batch.device,
@@ -134,20 +139,6 @@ fn run_batch(conn: &mut DbConn, ctx: &Ctx, mutations: &[Value]) -> AppResult<Pus
         results,
         summary,
         server_time: crate::clock::rfc3339(ctx.now_us),
-    })
-}
-
-/// The stored first answer, replayed.
-fn duplicate(row: &MutationRow) -> AppResult<MutationResult> {
-    let (id, conflicts, errors) = parse_outcome(&row.outcome)?;
-    Ok(MutationResult {
-        mutation_id: row.mutation_id,
-        id,
-        status: MutationStatus::Duplicate,
-        version: row.version,
-        conflicts,
-        errors,
-        original_status: MutationStatus::parse(&row.status),
     })
 }
 
@@ -190,10 +181,12 @@ pub(crate) struct Batch<'a> {
     before: HashMap<String, Tally>,
     bundle_households: HashMap<String, HouseholdRow>,
     bundle_members: HashMap<String, Vec<MemberRow>>,
-    /// Record rows this write changed, written together by [`Batch::flush`].
-    new_households: Vec<HouseholdRow>,
-    new_members: Vec<MemberRow>,
-    pending: HashMap<(RecordType, String), usize>,
+    /// Member ids of `records` by the household their latest state names.
+    members_by_household: HashMap<String, BTreeSet<String>>,
+    /// Records this write changed, in first-change order: [`Batch::flush`] writes their latest
+    /// state (from `records`) together.
+    pending: Vec<(RecordType, String)>,
+    pending_keys: std::collections::HashSet<(RecordType, String)>,
 }
 
 impl<'a> Batch<'a> {
@@ -213,9 +206,9 @@ impl<'a> Batch<'a> {
             before: HashMap::new(),
             bundle_households: HashMap::new(),
             bundle_members: HashMap::new(),
-            new_households: Vec::new(),
-            new_members: Vec::new(),
-            pending: HashMap::new(),
+            members_by_household: HashMap::new(),
+            pending: Vec::new(),
+            pending_keys: Default::default(),
         }
     }
 
@@ -228,7 +221,7 @@ impl<'a> Batch<'a> {
         &mut self,
         conn: &mut DbConn,
         mutations: &[Value],
-        seen: &HashMap<i64, MutationRow>,
+        seen: &HashMap<i64, StoredResult>,
     ) -> AppResult<()> {
         let mut household_ids = BTreeSet::new();
         let mut member_ids = BTreeSet::new();
@@ -256,11 +249,11 @@ impl<'a> Batch<'a> {
         }
         let member_ids: Vec<String> = member_ids.into_iter().collect();
         for id in &member_ids {
-            self.records.insert((RecordType::Member, id.clone()), None);
+            self.remember((RecordType::Member, id.clone()), None);
         }
         for row in db::records::members_by_ids_locked(conn, &member_ids)? {
             bundle_ids.insert(row.household_id.clone());
-            self.records.insert(
+            self.remember(
                 (RecordType::Member, row.id.clone()),
                 Some(Stored::from_member(row)?),
             );
@@ -310,8 +303,34 @@ impl<'a> Batch<'a> {
             return Ok(known.clone());
         }
         let loaded = store::load(conn, record_type, id)?;
-        self.records.insert(key, loaded.clone());
+        self.remember(key, loaded.clone());
         Ok(loaded)
+    }
+
+    /// Sets a record's latest state in this write, keeping `members_by_household` in step.
+    fn remember(&mut self, key: (RecordType, String), state: Option<Stored>) {
+        if key.0 == RecordType::Member {
+            let household_of = |s: &Option<Stored>| {
+                s.as_ref()
+                    .and_then(|m| m.state.fields.get("household_id"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            let old = self.records.get(&key).and_then(household_of);
+            let new = household_of(&state);
+            if old != new {
+                if let Some(set) = old.and_then(|h| self.members_by_household.get_mut(&h)) {
+                    set.remove(&key.1);
+                }
+                if let Some(h) = new {
+                    self.members_by_household
+                        .entry(h)
+                        .or_default()
+                        .insert(key.1.clone());
+                }
+            }
+        }
+        self.records.insert(key, state);
     }
 
     /// The village of a household (None: no such household).
@@ -327,25 +346,15 @@ impl<'a> Batch<'a> {
     /// Stores a record's new state. Rows wait for [`Batch::flush`] to be written together;
     /// every read of this write sees them through its own state.
     fn save(&mut self, record: &Stored) -> AppResult<()> {
-        let now = self.ctx.now_us;
         let key = (record.record_type, record.id.clone());
-        match (self.pending.get(&key), record.record_type) {
-            (Some(&i), RecordType::Household) => self.new_households[i] = record.household_row(now)?,
-            (Some(&i), RecordType::Member) => self.new_members[i] = record.member_row(now)?,
-            (None, RecordType::Household) => {
-                self.pending.insert(key.clone(), self.new_households.len());
-                self.new_households.push(record.household_row(now)?);
-            }
-            (None, RecordType::Member) => {
-                self.pending.insert(key.clone(), self.new_members.len());
-                self.new_members.push(record.member_row(now)?);
-            }
+        if self.pending_keys.insert(key.clone()) {
+            self.pending.push(key.clone());
         }
         if record.record_type == RecordType::Household {
             self.household_villages
                 .insert(record.id.clone(), record.village.clone());
         }
-        self.records.insert(key, Some(record.clone()));
+        self.remember(key, Some(record.clone()));
         Ok(())
     }
 
@@ -367,19 +376,15 @@ impl<'a> Batch<'a> {
     fn overlay(&self, household: &str, rows: Vec<MemberRow>) -> AppResult<Vec<Stored>> {
         let mut out: std::collections::BTreeMap<String, Stored> = std::collections::BTreeMap::new();
         for row in rows {
-            out.insert(row.id.clone(), Stored::from_member(row)?);
-        }
-        for ((record_type, id), state) in &self.records {
-            if *record_type != RecordType::Member {
-                continue;
+            // A member this write knows is taken from its own state (below), if it still names
+            // this household.
+            if !self.records.contains_key(&(RecordType::Member, row.id.clone())) {
+                out.insert(row.id.clone(), Stored::from_member(row)?);
             }
-            match state {
-                Some(m) if m.state.fields.get("household_id").and_then(Value::as_str) == Some(household) => {
-                    out.insert(id.clone(), m.clone());
-                }
-                _ => {
-                    out.remove(id);
-                }
+        }
+        for id in self.members_by_household.get(household).into_iter().flatten() {
+            if let Some(Some(m)) = self.records.get(&(RecordType::Member, id.clone())) {
+                out.insert(id.clone(), m.clone());
             }
         }
         Ok(out.into_values().collect())
@@ -398,13 +403,13 @@ impl<'a> Batch<'a> {
                 continue;
             };
             let household = match self.records.get(&(RecordType::Household, h.clone())) {
-                Some(Some(stored)) => Some(stored.household_row(now)?),
+                Some(Some(stored)) => Some(stored.household_row_for_tally(now)?),
                 Some(None) => None,
                 None => self.bundle_households.get(h).cloned(),
             };
             households.extend(household);
             for m in self.overlay(h, rows.clone())? {
-                members.push(m.member_row(now)?);
+                members.push(m.member_row_for_tally(now)?);
             }
         }
         if !unknown.is_empty() {
@@ -433,9 +438,21 @@ impl<'a> Batch<'a> {
     /// Moves the counters by what the touched bundles count now minus what they counted before,
     /// then appends the change log entries and conflicts gathered so far.
     pub(crate) fn flush(&mut self, conn: &mut DbConn) -> AppResult<()> {
-        db::records::upsert_households(conn, &std::mem::take(&mut self.new_households))?;
-        db::records::upsert_members(conn, &std::mem::take(&mut self.new_members))?;
-        self.pending.clear();
+        let now = self.ctx.now_us;
+        let mut households = Vec::new();
+        let mut members = Vec::new();
+        self.pending_keys.clear();
+        for key in std::mem::take(&mut self.pending) {
+            let Some(Some(record)) = self.records.get(&key) else {
+                return Err(AppError::Internal(format!("saved record {} vanished", key.1)));
+            };
+            match key.0 {
+                RecordType::Household => households.push(record.household_row(now)?),
+                RecordType::Member => members.push(record.member_row(now)?),
+            }
+        }
+        db::records::upsert_households(conn, &households)?;
+        db::records::upsert_members(conn, &members)?;
         if !self.touched.is_empty() {
             let ids: Vec<String> = std::mem::take(&mut self.touched).into_iter().collect();
             let after = self.counted_after(conn, &ids)?;

@@ -119,6 +119,13 @@ impl Stored {
     }
 
     pub(crate) fn household_row(&self, now: i64) -> AppResult<HouseholdRow> {
+        let mut row = self.household_row_for_tally(now)?;
+        row.clocks = clocks_to(&self.state.clocks);
+        Ok(row)
+    }
+
+    /// The row without its merge clocks (left empty): what counting the record needs.
+    pub(crate) fn household_row_for_tally(&self, now: i64) -> AppResult<HouseholdRow> {
         let f = &self.state.fields;
         Ok(HouseholdRow {
             id: self.id.clone(),
@@ -128,7 +135,7 @@ impl Stored {
             fixed_broadband: get_str(f, "fixed_broadband").unwrap_or_else(|| "unknown".into()),
             surveyed_on: get_str(f, "surveyed_on"),
             version: self.state.version,
-            clocks: clocks_to(&self.state.clocks),
+            clocks: String::new(),
             deleted_us: self.state.deleted.then_some(now),
             created_us: self.created_us,
             updated_us: now,
@@ -136,6 +143,13 @@ impl Stored {
     }
 
     pub(crate) fn member_row(&self, now: i64) -> AppResult<MemberRow> {
+        let mut row = self.member_row_for_tally(now)?;
+        row.clocks = clocks_to(&self.state.clocks);
+        Ok(row)
+    }
+
+    /// The row without its merge clocks (left empty): what counting the record needs.
+    pub(crate) fn member_row_for_tally(&self, now: i64) -> AppResult<MemberRow> {
         let f = &self.state.fields;
         let tri = |name: &str| get_str(f, name).unwrap_or_else(|| "unknown".into());
         Ok(MemberRow {
@@ -156,7 +170,7 @@ impl Stored {
             uses_cashless_payment: tri("uses_cashless_payment"),
             has_digital_signature: tri("has_digital_signature"),
             version: self.state.version,
-            clocks: clocks_to(&self.state.clocks),
+            clocks: String::new(),
             pushed_by: self.pushed_by.clone(),
             deleted_us: self.state.deleted.then_some(now),
             created_us: self.created_us,
