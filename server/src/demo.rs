@@ -8,7 +8,7 @@ use crate::db::records::{HouseholdRow, MemberRow};
 use crate::db::units::{ClosureRow, UnitRow};
 use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
-use hamlet_shared::{Role, UnitId, UnitLevel, Username};
+use hamlet_shared::{RecordType, Role, UnitId, UnitLevel, Username};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -187,23 +187,15 @@ pub fn seed(conn: &mut DbConn, seed: u64, hash: String) -> AppResult<DemoReport>
             conn,
             &crate::aggregates::tallies::of_bundles(&households, &members),
         )?;
-        let change = |record_type: &str, id: &str, village: &str| crate::db::sync::NewChange {
-            village_id: village.to_owned(),
-            record_type: record_type.to_owned(),
-            record_id: id.to_owned(),
-            version: 1,
-            created_us: now,
-        };
         let changes: Vec<_> = households
             .iter()
-            .map(|h| change("household", &h.id, &h.village_id))
-            .chain(
-                members
-                    .iter()
-                    .map(|m| change("member", &m.id, m.village_id.as_deref().unwrap_or_default())),
-            )
+            .map(|h| (h.village_id.clone(), RecordType::Household, h.id.clone()))
+            .chain(members.iter().map(|m| {
+                let village = m.village_id.clone().unwrap_or_default();
+                (village, RecordType::Member, m.id.clone())
+            }))
             .collect();
-        db::sync::insert_changes(conn, &changes)?;
+        db::sync::insert_changes(conn, &crate::sync::feed_rows(&changes, now))?;
 
         let province_uid: UnitId = province_id
             .parse()

@@ -744,8 +744,177 @@ fn gzip_request_bodies_are_accepted(backend: Backend) {
     assert_eq!(res.status().as_u16(), 200);
 }
 
+/// A push's changes sit in the feed as one row per village and record type; pages may end
+/// inside such a row, and walking them still gives every record exactly once, in order.
+fn pages_may_end_inside_one_push(backend: Backend) {
+    let app = setup(backend);
+    let v1 = app.unit_id("V1");
+    let phone = Phone::login(&app, "v1team", PW);
+    let households: Vec<Uuid> = (0..7).map(|_| id()).collect();
+    let members: Vec<Uuid> = (0..3).map(|_| id()).collect();
+    let mut mutations: Vec<Value> = households
+        .iter()
+        .map(|&h| phone.upsert("household", h, 0, household(v1, "Nhà")))
+        .collect();
+    // The same record twice in one push is listed (and pulled) once.
+    mutations.push(phone.upsert("household", households[1], 0, json!({ "head_name": "Nhà Hai" })));
+    mutations.extend(members.iter().map(|&m| {
+        phone.upsert(
+            "member",
+            m,
+            0,
+            member(households[0], "Lò Văn Pọm", 1988, "yes", "yes"),
+        )
+    }));
+    phone.push_ok(&mutations);
+
+    let mut cursor: Option<String> = None;
+    let mut sizes = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let (status, page) = phone.pull_page(cursor.as_deref(), 3);
+        assert_eq!(status, 200, "{page}");
+        let changes = page["changes"].as_array().unwrap();
+        sizes.push((changes.len(), page["has_more"] == true));
+        seen.extend(changes.iter().map(|c| c["id"].as_str().unwrap().to_owned()));
+        cursor = Some(page["cursor"].as_str().unwrap().to_owned());
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    assert_eq!(sizes, [(3, true), (3, true), (3, true), (1, false)]);
+    let expected: Vec<String> = households.iter().chain(&members).map(Uuid::to_string).collect();
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 10, "each record once: {seen:?}");
+    assert_eq!(
+        seen[..7].iter().collect::<std::collections::BTreeSet<_>>().len(),
+        7
+    );
+    assert!(
+        seen[7..].iter().all(|m| expected[7..].contains(m)),
+        "members after households"
+    );
+    let first = phone.pull_all(None).0;
+    let renamed = &by_id(&first, households[1])[0];
+    assert_eq!(renamed["fields"]["head_name"], "Nhà Hai");
+
+    // Only what changes next, from the last cursor, one record per page.
+    let newer = id();
+    phone.push_ok(&[
+        phone.upsert("household", households[2], 1, json!({ "head_name": "Nhà Ba" })),
+        phone.upsert("household", newer, 0, household(v1, "Nhà Mới")),
+    ]);
+    let (status, page) = phone.pull_page(cursor.as_deref(), 1);
+    assert_eq!(status, 200);
+    assert_eq!(page["changes"][0]["id"], households[2].to_string());
+    assert_eq!(page["has_more"], true);
+    let (_, last) = phone.pull_page(page["cursor"].as_str(), 1);
+    assert_eq!(last["changes"][0]["id"], newer.to_string());
+    assert_eq!(last["has_more"], false);
+    let (_, empty) = phone.pull_page(last["cursor"].as_str(), 1);
+    assert_eq!(empty["changes"], json!([]));
+    app.assert_consistent();
+}
+
+/// Databases made before the compact sync format: their idempotency answers, unfolded counter
+/// deltas and change feed rows are carried over by the migration, and back by its down step.
+fn old_rows_survive_the_compact_sync_migration(backend: Backend) {
+    use diesel::connection::SimpleConnection;
+    use diesel::{QueryableByName, RunQueryDsl, sql_types::Text};
+    use diesel_migrations::MigrationHarness;
+    use hamlet_server::db::{self, DbConn};
+    #[derive(QueryableByName)]
+    struct One {
+        #[diesel(sql_type = Text)]
+        v: String,
+    }
+    fn texts(conn: &mut DbConn, sql: &str) -> Vec<String> {
+        hamlet_server::per_backend!(conn, |c| diesel::sql_query(sql).load::<One>(c))
+            .unwrap()
+            .into_iter()
+            .map(|o| o.v)
+            .collect()
+    }
+    fn step(conn: &mut DbConn, up: bool) {
+        let (pg, lite) = (db::PG_MIGRATIONS, db::SQLITE_MIGRATIONS);
+        match (conn, up) {
+            (DbConn::Pg(c), true) => drop(c.run_next_migration(pg).unwrap()),
+            (DbConn::Pg(c), false) => drop(c.revert_last_migration(pg).unwrap()),
+            (DbConn::Sqlite(c), true) => drop(c.run_next_migration(lite).unwrap()),
+            (DbConn::Sqlite(c), false) => drop(c.revert_last_migration(lite).unwrap()),
+        }
+    }
+    let test_db = TestDb::new(backend);
+    let pool = test_db.pool();
+    let mut conn = pool.get().unwrap();
+    step(&mut conn, false);
+    let village = "01000000-0000-7000-8000-000000000001";
+    let record = "01000000-0000-7000-8000-0000000000aa";
+    hamlet_server::per_backend!(&mut *conn, |c| c.batch_execute(&format!(
+        "INSERT INTO sync_mutations VALUES
+           ('dev', 1, 'household', '{record}', 'applied', 1, '{{\"id\":\"{record}\",\"conflicts\":[],\"errors\":[]}}', 5),
+           ('dev', 2, 'member', 'x', 'rejected', NULL, '{{\"id\":null,\"conflicts\":[],\"errors\":[{{\"field\":\"id\",\"code\":\"invalid_value\",\"message\":\"bad\"}}]}}', 5);
+         INSERT INTO tally_deltas (village_id, metric, birth_year, yes, no, unknown) VALUES
+           ('{village}', 'households', 0, 1, 0, 0),
+           ('{village}', 'owns_smartphone', 1990, 1, 0, 0),
+           ('{village}', 'owns_smartphone', 1990, 0, 1, 0);
+         INSERT INTO sync_changes (village_id, record_type, record_id, version, created_us) VALUES
+           ('{village}', 'household', '{record}', 1, 5);"
+    )))
+    .unwrap();
+
+    step(&mut conn, true);
+    let results = texts(
+        &mut conn,
+        "SELECT results AS v FROM sync_batches ORDER BY last_mutation_id",
+    );
+    let results: Vec<Value> = results.iter().map(|r| serde_json::from_str(r).unwrap()).collect();
+    assert_eq!(results.len(), 2);
+    assert_eq!(
+        results[0],
+        json!([{ "m": 1, "s": "applied", "v": 1, "o": { "id": record, "conflicts": [], "errors": [] } }])
+    );
+    assert_eq!(results[1][0]["s"], "rejected");
+    assert_eq!(results[1][0]["v"], Value::Null);
+    assert_eq!(results[1][0]["o"]["errors"][0]["code"], "invalid_value");
+    let counted = db::tallies::all_villages(&mut conn).unwrap();
+    let count = |metric: &str, year: i32| {
+        counted
+            .0
+            .iter()
+            .find(|(k, _)| k.unit == village && k.metric == metric && k.birth_year == year)
+            .map(|(_, c)| (c.yes, c.no, c.unknown))
+    };
+    assert_eq!(count("households", 0), Some((1, 0, 0)));
+    assert_eq!(count("owns_smartphone", 1990), Some((1, 1, 0)));
+    assert_eq!(
+        texts(&mut conn, "SELECT record_ids AS v FROM sync_changes"),
+        [record]
+    );
+
+    // And back: one row per mutation, per counter key and per record again.
+    step(&mut conn, false);
+    let outcomes = texts(
+        &mut conn,
+        "SELECT outcome AS v FROM sync_mutations ORDER BY mutation_id",
+    );
+    let first: Value = serde_json::from_str(&outcomes[0]).unwrap();
+    assert_eq!(first["id"], record);
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(texts(&mut conn, "SELECT metric AS v FROM tally_deltas").len(), 3);
+    assert_eq!(
+        texts(&mut conn, "SELECT record_id AS v FROM sync_changes"),
+        [record]
+    );
+    step(&mut conn, true);
+}
+
 backend_tests!(
     push_then_pull,
+    old_rows_survive_the_compact_sync_migration,
+    pages_may_end_inside_one_push,
     lost_response_is_retried_safely,
     bad_records_are_rejected_one_by_one,
     envelope_errors_refuse_the_whole_request,
@@ -889,7 +1058,7 @@ fn postgres_pull_never_skips_a_change_committed_late() {
     .execute(&mut slow)
     .unwrap();
     diesel::sql_query(format!(
-        "INSERT INTO sync_changes (village_id, record_type, record_id, version, created_us) VALUES ('{v1}', 'household', '{held}', 1, 0)"
+        "INSERT INTO sync_changes (village_id, record_type, record_ids, created_us) VALUES ('{v1}', 'household', '{held}', 0)"
     ))
     .execute(&mut slow)
     .unwrap();

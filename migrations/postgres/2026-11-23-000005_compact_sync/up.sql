@@ -35,3 +35,8 @@ INSERT INTO tally_deltas (village_id, counts)
 SELECT village_id, json_agg(json_build_array(metric, birth_year, yes, no, unknown))::text
 FROM tally_deltas_old GROUP BY village_id;
 DROP TABLE tally_deltas_old;
+
+-- Change feed: one row per write, village and record type, listing the records it changed
+-- (comma-separated ids, in change order). A row written before holds one id: still valid.
+ALTER TABLE sync_changes RENAME COLUMN record_id TO record_ids;
+ALTER TABLE sync_changes DROP COLUMN version;

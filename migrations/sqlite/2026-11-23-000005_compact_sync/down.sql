@@ -1,3 +1,24 @@
+-- Change feed back to one row per record (versions were not kept: 1).
+ALTER TABLE sync_changes RENAME TO sync_changes_new;
+DROP INDEX sync_changes_village_seq;
+DROP INDEX sync_changes_order;
+CREATE TABLE sync_changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    village_id TEXT NOT NULL,
+    record_type TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    txid BIGINT NOT NULL DEFAULT 0,
+    created_us BIGINT NOT NULL
+);
+CREATE INDEX sync_changes_village_seq ON sync_changes (village_id, txid, seq);
+CREATE INDEX sync_changes_order ON sync_changes (txid, seq);
+INSERT INTO sync_changes (village_id, record_type, record_id, version, txid, created_us)
+SELECT c.village_id, c.record_type, j.value, 1, c.txid, c.created_us
+FROM sync_changes_new c, json_each('["' || replace(c.record_ids, ',', '","') || '"]') AS j
+ORDER BY c.txid, c.seq, j.key;
+DROP TABLE sync_changes_new;
+
 DROP INDEX tally_deltas_village;
 ALTER TABLE tally_deltas RENAME TO tally_deltas_new;
 CREATE TABLE tally_deltas (

@@ -104,8 +104,7 @@ diesel::table! {
         seq -> BigInt,
         village_id -> Text,
         record_type -> Text,
-        record_id -> Text,
-        version -> BigInt,
+        record_ids -> Text,
         txid -> BigInt,
         created_us -> BigInt,
     }

@@ -17,15 +17,16 @@ pub struct BatchRow {
     pub created_us: i64,
 }
 
-/// A change to append; `seq` and (on PostgreSQL) `txid` come from the database.
+/// A change feed row to append: the records of one type one write changed in one village
+/// (`record_ids` comma-separated, in change order); `seq` and (on PostgreSQL) `txid` come from
+/// the database.
 #[derive(Debug, Clone, PartialEq, Eq, Insertable)]
 #[diesel(table_name = sync_changes)]
 #[diesel(treat_none_as_default_value = false)]
 pub struct NewChange {
     pub village_id: String,
     pub record_type: String,
-    pub record_id: String,
-    pub version: i64,
+    pub record_ids: String,
     pub created_us: i64,
 }
 
@@ -35,8 +36,7 @@ pub struct ChangeRow {
     pub seq: i64,
     pub village_id: String,
     pub record_type: String,
-    pub record_id: String,
-    pub version: i64,
+    pub record_ids: String,
     pub txid: i64,
     pub created_us: i64,
 }

@@ -46,6 +46,43 @@ pub struct Ctx {
     pub current_year: i32,
 }
 
+/// Change feed rows for `changes` (village, record type, id), in the order they happened: one
+/// row per village and record type, each record listed once, at its last change.
+pub(crate) fn feed_rows(
+    changes: &[(String, hamlet_shared::RecordType, String)],
+    now_us: i64,
+) -> Vec<crate::db::sync::NewChange> {
+    let mut last: std::collections::HashMap<&(String, hamlet_shared::RecordType, String), usize> =
+        std::collections::HashMap::new();
+    for (i, c) in changes.iter().enumerate() {
+        last.insert(c, i);
+    }
+    let mut rows: Vec<crate::db::sync::NewChange> = Vec::new();
+    let mut row_of: std::collections::HashMap<(&str, hamlet_shared::RecordType), usize> =
+        std::collections::HashMap::new();
+    for (i, c) in changes.iter().enumerate() {
+        if last[c] != i {
+            continue;
+        }
+        let (village, record_type, id) = c;
+        let at = *row_of.entry((village.as_str(), *record_type)).or_insert_with(|| {
+            rows.push(crate::db::sync::NewChange {
+                village_id: village.clone(),
+                record_type: record_type.as_str().to_owned(),
+                record_ids: String::new(),
+                created_us: now_us,
+            });
+            rows.len() - 1
+        });
+        let ids = &mut rows[at].record_ids;
+        if !ids.is_empty() {
+            ids.push(',');
+        }
+        ids.push_str(id);
+    }
+    rows
+}
+
 /// A mutation's first answer as its idempotency record keeps it: one element of a push's
 /// `sync_batches.results`. Short keys: a push stores up to a thousand of them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -17,22 +17,93 @@ use std::collections::{HashMap, HashSet};
 pub const DEFAULT_LIMIT: i64 = 500;
 pub const MAX_LIMIT: i64 = 5000;
 
-/// Position before every change.
-const START: (i64, i64) = (-1, -1);
-
-fn encode(pos: (i64, i64)) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("1.{}.{}", pos.0, pos.1))
+/// A place in the feed: after feed row `(txid, seq)` whole, or after only its first
+/// `consumed` records (a feed row lists every record of one type a write changed in a village,
+/// and a page may end inside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pos {
+    txid: i64,
+    seq: i64,
+    consumed: Option<usize>,
 }
 
-fn decode(cursor: &str) -> AppResult<(i64, i64)> {
+/// Position before every change.
+const START: Pos = Pos {
+    txid: -1,
+    seq: -1,
+    consumed: None,
+};
+
+fn encode(pos: Pos) -> String {
+    let text = match pos.consumed {
+        None => format!("1.{}.{}", pos.txid, pos.seq),
+        Some(n) => format!("2.{}.{}.{n}", pos.txid, pos.seq),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+fn decode(cursor: &str) -> AppResult<Pos> {
     let bad = || AppError::BadRequest("invalid cursor: pass back the cursor of a previous pull".to_owned());
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
-    match text.split('.').collect::<Vec<_>>().as_slice() {
-        ["1", txid, seq] => Ok((txid.parse().map_err(|_| bad())?, seq.parse().map_err(|_| bad())?)),
-        _ => Err(bad()),
+    let (txid, seq, consumed) = match text.split('.').collect::<Vec<_>>().as_slice() {
+        ["1", txid, seq] => (*txid, *seq, None),
+        ["2", txid, seq, n] => (*txid, *seq, Some(n.parse().map_err(|_| bad())?)),
+        _ => return Err(bad()),
+    };
+    Ok(Pos {
+        txid: txid.parse().map_err(|_| bad())?,
+        seq: seq.parse().map_err(|_| bad())?,
+        consumed,
+    })
+}
+
+/// Most feed rows read in one statement while filling a page.
+const ROWS_PER_READ: usize = 256;
+
+/// The next `want` changes (position, record type, record id) in villages under `scope` after
+/// `after`, below `horizon` when given.
+fn entries_after(
+    conn: &mut DbConn,
+    scope: &[String],
+    after: Pos,
+    horizon: Option<i64>,
+    want: usize,
+) -> AppResult<Vec<(Pos, String, String)>> {
+    let mut out = Vec::new();
+    // A row only partly sent is read again, its first records skipped.
+    let mut from = match after.consumed {
+        Some(_) => (after.txid, after.seq - 1),
+        None => (after.txid, after.seq),
+    };
+    loop {
+        let fetch = (want - out.len()).clamp(1, ROWS_PER_READ);
+        let rows = db::sync::changes_after(conn, scope, from, horizon, fetch as i64)?;
+        for row in &rows {
+            let skip = match after.consumed {
+                Some(n) if (row.txid, row.seq) == (after.txid, after.seq) => n,
+                _ => 0,
+            };
+            let ids: Vec<&str> = row.record_ids.split(',').collect();
+            for (i, id) in ids.iter().enumerate().skip(skip) {
+                let consumed = (i + 1 < ids.len()).then_some(i + 1);
+                let pos = Pos {
+                    txid: row.txid,
+                    seq: row.seq,
+                    consumed,
+                };
+                out.push((pos, row.record_type.clone(), (*id).to_owned()));
+                if out.len() >= want {
+                    return Ok(out);
+                }
+            }
+        }
+        match rows.last() {
+            Some(last) if rows.len() == fetch => from = (last.txid, last.seq),
+            _ => return Ok(out),
+        }
     }
 }
 
@@ -72,32 +143,28 @@ const HELD_BACK_WAITS: u32 = 25;
 
 /// One page, read from one snapshot, and whether committed changes wait behind the horizon
 /// (then `has_more` is true: the phone must come back for them).
-fn page(
-    conn: &mut DbConn,
-    scope: &[String],
-    after: (i64, i64),
-    limit: i64,
-) -> AppResult<(PullResponse, bool)> {
+fn page(conn: &mut DbConn, scope: &[String], after: Pos, limit: i64) -> AppResult<(PullResponse, bool)> {
     let horizon = db::sync::pg_horizon(conn)?;
-    let mut rows = db::sync::changes_after(conn, scope, after, horizon, limit + 1)?;
-    let mut has_more = rows.len() as i64 > limit;
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let mut rows = entries_after(conn, scope, after, horizon, limit + 1)?;
+    let mut has_more = rows.len() > limit;
     let held_back = match horizon {
-        Some(h) if !has_more => db::sync::any_change_from(conn, scope, after, h)?,
+        Some(h) if !has_more => db::sync::any_change_from(conn, scope, (after.txid, after.seq), h)?,
         _ => false,
     };
     has_more |= held_back;
-    rows.truncate(limit as usize);
-    let next = rows.last().map_or(after, |r| (r.txid, r.seq));
+    rows.truncate(limit);
+    let next = rows.last().map_or(after, |r| r.0);
 
     // A record changed twice in the page is sent once, at its last position.
     let mut last_at: HashMap<(&str, &str), usize> = HashMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        last_at.insert((r.record_type.as_str(), r.record_id.as_str()), i);
+    for (i, (_, record_type, id)) in rows.iter().enumerate() {
+        last_at.insert((record_type.as_str(), id.as_str()), i);
     }
     let ids = |t: RecordType| -> Vec<String> {
         rows.iter()
-            .filter(|r| r.record_type == t.as_str())
-            .map(|r| r.record_id.clone())
+            .filter(|r| r.1 == t.as_str())
+            .map(|r| r.2.clone())
             .collect::<HashSet<_>>()
             .into_iter()
             .collect()
@@ -140,13 +207,13 @@ fn page(
     let visible: HashSet<String> = db::units::covered(conn, scope, &villages)?.into_iter().collect();
 
     let mut changes = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
-        if last_at.get(&(r.record_type.as_str(), r.record_id.as_str())) != Some(&i) {
+    for (i, (_, record_type, record_id)) in rows.iter().enumerate() {
+        if last_at.get(&(record_type.as_str(), record_id.as_str())) != Some(&i) {
             continue;
         }
-        let record_type: RecordType = r.record_type.parse().map_err(AppError::Internal)?;
+        let record_type: RecordType = record_type.parse().map_err(AppError::Internal)?;
         // Each record is sent once (at its last position), so its fields move into the page.
-        let Some(mut record) = records.remove(&(record_type, r.record_id.clone())) else {
+        let Some(mut record) = records.remove(&(record_type, record_id.clone())) else {
             continue;
         };
         let in_scope = record.village.as_ref().is_some_and(|v| visible.contains(v));
@@ -157,8 +224,7 @@ fn page(
         }
         changes.push(Change {
             record_type,
-            id: r
-                .record_id
+            id: record_id
                 .parse()
                 .map_err(|_| AppError::Internal("bad record id".into()))?,
             version: record.version,
@@ -182,8 +248,14 @@ mod tests {
 
     #[test]
     fn cursors_roundtrip_and_reject_garbage() {
-        for pos in [START, (0, 17), (123_456_789, 42)] {
-            assert_eq!(decode(&encode(pos)).unwrap(), pos);
+        let pos = |txid, seq, consumed| Pos { txid, seq, consumed };
+        for p in [
+            START,
+            pos(0, 17, None),
+            pos(123_456_789, 42, None),
+            pos(5, 6, Some(199)),
+        ] {
+            assert_eq!(decode(&encode(p)).unwrap(), p);
         }
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
         for bad in [
@@ -194,6 +266,9 @@ mod tests {
             b64("1.x.2"),
             b64("1.1"),
             b64("1.1.2.3"),
+            b64("2.1.2"),
+            b64("2.1.2.x"),
+            b64("2.1.2.3.4"),
         ] {
             assert!(decode(&bad).is_err(), "{bad}");
         }

@@ -6,7 +6,7 @@ use super::{Ctx, StoredResult};
 use crate::aggregates::tallies::{self, Tally};
 use crate::auth::{Action, Principal, authorize};
 use crate::db::records::{HouseholdRow, MemberRow};
-use crate::db::sync::{BatchRow, NewChange};
+use crate::db::sync::BatchRow;
 use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
 use hamlet_shared::records::validate_fields;
@@ -162,7 +162,8 @@ fn forbidden(message: &str) -> ErrorDetail {
 pub(crate) struct Batch<'a> {
     ctx: &'a Ctx,
     device: String,
-    changes: Vec<NewChange>,
+    /// Changes to log in the feed: (village, record type, id), in order.
+    changes: Vec<(String, RecordType, String)>,
     conflicts: Vec<db::sync::ConflictRow>,
     /// village id -> whether the pusher's scope covers it
     scope_cache: HashMap<String, bool>,
@@ -459,7 +460,8 @@ impl<'a> Batch<'a> {
             let delta = Tally::delta(&std::mem::take(&mut self.counted_before), &after);
             db::tallies::add_to_villages(conn, &delta)?;
         }
-        db::sync::insert_changes(conn, &std::mem::take(&mut self.changes))?;
+        let changes = super::feed_rows(&std::mem::take(&mut self.changes), self.ctx.now_us);
+        db::sync::insert_changes(conn, &changes)?;
         db::sync::insert_conflicts(conn, &std::mem::take(&mut self.conflicts))?;
         Ok(())
     }
@@ -708,13 +710,8 @@ impl<'a> Batch<'a> {
             .into_iter()
             .chain(old_village.filter(|o| Some(*o) != record.village.as_deref()));
         for village in villages {
-            self.changes.push(NewChange {
-                village_id: village.to_owned(),
-                record_type: record.record_type.as_str().to_owned(),
-                record_id: record.id.clone(),
-                version: record.state.version,
-                created_us: self.ctx.now_us,
-            });
+            self.changes
+                .push((village.to_owned(), record.record_type, record.id.clone()));
         }
     }
 
