@@ -150,8 +150,9 @@ fn village_rows(t: &Tally) -> Vec<VillageRow> {
 /// row, so pushes from phones of one village never wait for each other on counters. The fold
 /// moves deltas into the village counters and every roll-up above; reads add the unfolded tail.
 pub fn add_to_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
-    let mut by_village: std::collections::BTreeMap<&str, Vec<(&str, i32, i64, i64, i64)>> =
-        std::collections::BTreeMap::new();
+    /// One counter key's move as stored: (metric, birth year, yes, no, unknown).
+    type Stored<'a> = (&'a str, i32, i64, i64, i64);
+    let mut by_village: std::collections::BTreeMap<&str, Vec<Stored>> = std::collections::BTreeMap::new();
     for (k, c) in &delta.0 {
         by_village.entry(k.unit.as_str()).or_default().push((
             k.metric.as_str(),
