@@ -89,16 +89,82 @@ impl Hlc {
 
 /// A wall time in milliseconds as RFC 3339 UTC with exactly three fraction digits.
 pub fn format_wall_ms(wall_ms: i64) -> String {
+    let mut buf = [0u8; WALL_LEN];
+    match write_wall(&mut buf, wall_ms) {
+        Some(text) => text.to_owned(),
+        None => format_wall_general(wall_ms),
+    }
+}
+
+/// [`format_wall_ms`] for any wall time, through the date library (epoch if unrepresentable).
+fn format_wall_general(wall_ms: i64) -> String {
     let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(wall_ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
     format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
         t.hour(),
         t.minute(),
         t.second(),
         t.millisecond()
     )
+}
+
+/// Length of a formatted wall time (`2026-11-20T08:15:00.123Z`).
+const WALL_LEN: usize = 24;
+
+/// Writes [`format_wall_ms`]'s text into `buf` for wall times in years 1970..=9999 (None
+/// outside: no clock is accepted there). Clocks are formatted for every field of every record
+/// a push stores, so this avoids the general date formatter and any allocation.
+fn write_wall(buf: &mut [u8; WALL_LEN], wall_ms: i64) -> Option<&str> {
+    if !(0..=MAX_WALL_MS).contains(&wall_ms) {
+        return None;
+    }
+    let (days, ms_of_day) = (wall_ms / 86_400_000, wall_ms % 86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let secs = ms_of_day / 1000;
+    let digits = |out: &mut [u8], mut n: i64| {
+        for b in out.iter_mut().rev() {
+            *b = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    digits(&mut buf[0..4], year);
+    digits(&mut buf[5..7], i64::from(month));
+    digits(&mut buf[8..10], i64::from(day));
+    digits(&mut buf[11..13], secs / 3600);
+    digits(&mut buf[14..16], secs / 60 % 60);
+    digits(&mut buf[17..19], secs % 60);
+    digits(&mut buf[20..23], ms_of_day % 1000);
+    for (at, b) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
+        buf[at] = b;
+    }
+    std::str::from_utf8(buf).ok()
+}
+
+/// Days since 1970-01-01 as a proleptic Gregorian (year, month, day), for days >= 0
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// The inverse of [`format_wall_ms`]: RFC 3339 UTC with exactly three fraction digits
@@ -120,13 +186,18 @@ pub fn parse_wall_ms(wall: &str) -> Result<i64, HlcError> {
 
 impl fmt::Display for Hlc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{:04}/{}",
-            format_wall_ms(self.wall_ms),
-            self.counter,
-            self.node.hyphenated()
-        )
+        let mut wall = [0u8; WALL_LEN];
+        let mut node = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let node = self.node.hyphenated().encode_lower(&mut node);
+        match write_wall(&mut wall, self.wall_ms) {
+            Some(wall) => write!(f, "{wall}/{:04}/{node}", self.counter),
+            None => write!(
+                f,
+                "{}/{:04}/{node}",
+                format_wall_general(self.wall_ms),
+                self.counter
+            ),
+        }
     }
 }
 
@@ -160,6 +231,31 @@ mod tests {
     use super::*;
 
     const NODE: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
+
+    /// The fast wall formatter writes what the general date formatter writes, across leap
+    /// years, century rules, month ends and the whole accepted range.
+    #[test]
+    fn wall_times_format_like_the_date_library() {
+        let general = format_wall_general;
+        let mut wall: i64 = 0;
+        let mut step: i64 = 1;
+        while wall <= MAX_WALL_MS {
+            assert_eq!(format_wall_ms(wall), general(wall), "{wall}");
+            // Irregular steps, from a millisecond up to about a month, cover every field.
+            step = (step * 7 + 13) % 2_700_000_000 + 1;
+            wall += step;
+        }
+        for wall in [
+            MIN_WALL_MS,
+            MAX_WALL_MS,
+            951_782_400_000,
+            4_107_456_000_000,
+            86_399_999,
+        ] {
+            assert_eq!(format_wall_ms(wall), general(wall));
+        }
+        assert_eq!(format_wall_ms(-1), general(-1));
+    }
 
     #[test]
     fn parses_and_prints_the_contract_example() {

@@ -959,7 +959,7 @@ fn the_load_generator_finds_what_it_sent(backend: Backend) {
             "--deletes",
             "0.05",
         ])
-        .args(["--quiet", "--database-url", &app.db.url])
+        .args(["--quiet", "--settle-secs", "0", "--database-url", &app.db.url])
         .env("HAMLET_LOAD_PASSWORD", PW)
         .output()
         .expect("hamlet-load runs");

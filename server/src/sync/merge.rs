@@ -39,7 +39,7 @@ mod hlc_text {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(h: &Hlc, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&h.to_string())
+        s.collect_str(h)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Hlc, D::Error> {

@@ -409,8 +409,17 @@ impl<'a> Batch<'a> {
                 None => self.bundle_households.get(h).cloned(),
             };
             households.extend(household);
-            for m in self.overlay(h, rows.clone())? {
-                members.push(m.member_row_for_tally(now)?);
+            // As `overlay`, without building merge states: rows this write did not touch as
+            // read, then the members it left naming this household.
+            for row in rows {
+                if !self.records.contains_key(&(RecordType::Member, row.id.clone())) {
+                    members.push(row.clone());
+                }
+            }
+            for id in self.members_by_household.get(h).into_iter().flatten() {
+                if let Some(Some(m)) = self.records.get(&(RecordType::Member, id.clone())) {
+                    members.push(m.member_row_for_tally(now)?);
+                }
             }
         }
         if !unknown.is_empty() {

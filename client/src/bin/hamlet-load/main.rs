@@ -69,6 +69,9 @@ pub struct Args {
     /// The server's database, to measure the raw INSERT (and COPY) ceiling in the same run.
     #[arg(long, env = "HAMLET_LOAD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Seconds to wait after measuring the ceiling, before the server's run.
+    #[arg(long, default_value_t = 10.0)]
+    pub settle_secs: f64,
     /// Concurrent writers for the ceiling; default: the devices, at most 16 (one on SQLite).
     #[arg(long)]
     pub ceiling_writers: Option<usize>,
@@ -124,7 +127,13 @@ fn run(args: &Args) -> Result<bool, String> {
     );
 
     let ceiling = match &args.database_url {
-        Some(url) => Some(ceiling::measure(url, &plan, args, &site.villages)?),
+        Some(url) => {
+            let c = ceiling::measure(url, &plan, args, &site.villages)?;
+            // Let the database finish what the ceiling's writes left it (dirty buffers, WAL,
+            // autovacuum of the dropped scratch tables) before the server is measured.
+            std::thread::sleep(std::time::Duration::from_secs_f64(args.settle_secs));
+            Some(c)
+        }
         None => None,
     };
     let memory = stats::MemorySampler::start(args.server_pid);
