@@ -184,6 +184,28 @@ pub fn parse_wall_ms(wall: &str) -> Result<i64, HlcError> {
     Ok(wall_ms)
 }
 
+impl Hlc {
+    /// Appends the text form (as [`fmt::Display`] writes it) to `out` without the formatting
+    /// machinery: merge clocks are written for every field of every record a push stores.
+    pub fn push_text(&self, out: &mut String) {
+        let mut wall = [0u8; WALL_LEN];
+        match write_wall(&mut wall, self.wall_ms) {
+            Some(wall) => out.push_str(wall),
+            None => out.push_str(&format_wall_general(self.wall_ms)),
+        }
+        out.push('/');
+        let mut counter = itoa::Buffer::new();
+        let counter = counter.format(self.counter);
+        for _ in counter.len()..4 {
+            out.push('0');
+        }
+        out.push_str(counter);
+        out.push('/');
+        let mut node = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        out.push_str(self.node.hyphenated().encode_lower(&mut node));
+    }
+}
+
 impl fmt::Display for Hlc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut wall = [0u8; WALL_LEN];
@@ -231,6 +253,22 @@ mod tests {
     use super::*;
 
     const NODE: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
+
+    #[test]
+    fn pushed_text_is_the_display_text() {
+        let node: Uuid = NODE.parse().unwrap();
+        for (wall_ms, counter) in [
+            (0, 0),
+            (1_763_626_500_123, 7),
+            (MAX_WALL_MS, 12_345),
+            (-5, u32::MAX),
+        ] {
+            let hlc = Hlc::new(wall_ms, counter, node);
+            let mut out = String::from("x");
+            hlc.push_text(&mut out);
+            assert_eq!(out, format!("x{hlc}"));
+        }
+    }
 
     /// The fast wall formatter writes what the general date formatter writes, across leap
     /// years, century rules, month ends and the whole accepted range.

@@ -178,17 +178,52 @@ pub fn member(conn: &mut DbConn, id: &str, lock: bool) -> QueryResult<Option<Mem
     }
 }
 
-pub fn households_by_ids(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<HouseholdRow>> {
+/// What a pull reads of a household: the contract's fields, version and whether deleted (no
+/// merge clocks, the largest column).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = households)]
+pub struct PulledHousehold {
+    pub id: String,
+    pub village_id: String,
+    pub head_name: String,
+    pub address: Option<String>,
+    pub fixed_broadband: String,
+    pub surveyed_on: Option<String>,
+    pub version: i64,
+    pub deleted_us: Option<i64>,
+}
+
+/// What a pull reads of a member (see [`PulledHousehold`]).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = members)]
+pub struct PulledMember {
+    pub id: String,
+    pub household_id: String,
+    pub village_id: Option<String>,
+    pub full_name: String,
+    pub birth_year: i32,
+    pub sex: Option<String>,
+    pub owns_smartphone: String,
+    pub has_transaction_account: String,
+    pub vneid_level2: String,
+    pub uses_online_public_services: String,
+    pub uses_cashless_payment: String,
+    pub has_digital_signature: String,
+    pub version: i64,
+    pub deleted_us: Option<i64>,
+}
+
+pub fn households_to_pull(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<PulledHousehold>> {
     households::table
         .filter(households::id.eq_any(ids))
-        .select(HouseholdRow::as_select())
+        .select(PulledHousehold::as_select())
         .load(conn)
 }
 
-pub fn members_by_ids(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<MemberRow>> {
+pub fn members_to_pull(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<PulledMember>> {
     members::table
         .filter(members::id.eq_any(ids))
-        .select(MemberRow::as_select())
+        .select(PulledMember::as_select())
         .load(conn)
 }
 

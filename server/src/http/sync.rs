@@ -61,7 +61,7 @@ pub async fn pull(
     state: web::Data<AppState>,
     principal: Principal,
     query: web::Query<PullQuery>,
-) -> AppResult<web::Json<PullResponse>> {
+) -> AppResult<web::Json<pull_service::Page>> {
     let PullQuery { cursor, limit } = query.into_inner();
     Ok(web::Json(
         state

@@ -5,14 +5,14 @@
 //! after a pull can then never sit behind that pull's cursor. Each change is sent as the
 //! record's current state; a record no longer in scope is sent as deleted with its placement.
 
-use super::store;
 use crate::auth::{Action, Principal, authorize};
 use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
 use base64::Engine;
 use hamlet_shared::RecordType;
-use hamlet_shared::sync::{Change, PullResponse};
-use std::collections::{HashMap, HashSet};
+use crate::db::records::{PulledHousehold, PulledMember};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 pub const DEFAULT_LIMIT: i64 = 500;
 pub const MAX_LIMIT: i64 = 5000;
@@ -112,7 +112,7 @@ pub fn pull(
     principal: &Principal,
     cursor: Option<&str>,
     limit: Option<i64>,
-) -> AppResult<PullResponse> {
+) -> AppResult<Page> {
     authorize(conn, principal, Action::Pull)?;
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -143,7 +143,7 @@ const HELD_BACK_WAITS: u32 = 25;
 
 /// One page, read from one snapshot, and whether committed changes wait behind the horizon
 /// (then `has_more` is true: the phone must come back for them).
-fn page(conn: &mut DbConn, scope: &[String], after: Pos, limit: i64) -> AppResult<(PullResponse, bool)> {
+fn page(conn: &mut DbConn, scope: &[String], after: Pos, limit: i64) -> AppResult<(Page, bool)> {
     let horizon = db::sync::pg_horizon(conn)?;
     let limit = usize::try_from(limit).unwrap_or(0);
     let mut rows = entries_after(conn, scope, after, horizon, limit + 1)?;
@@ -169,77 +169,169 @@ fn page(conn: &mut DbConn, scope: &[String], after: Pos, limit: i64) -> AppResul
             .into_iter()
             .collect()
     };
-    // What a pull sends of each record: fields, version, placement (no merge clocks to parse).
-    struct Sent {
-        fields: serde_json::Map<String, serde_json::Value>,
-        version: i64,
-        deleted: bool,
-        village: Option<String>,
-        placement: &'static str,
+    let mut records: HashMap<(RecordType, String), Pulled> = HashMap::new();
+    for row in db::records::households_to_pull(conn, &ids(RecordType::Household))? {
+        records.insert((RecordType::Household, row.id.clone()), Pulled::Household(row));
     }
-    let mut records: HashMap<(RecordType, String), Sent> = HashMap::new();
-    for row in db::records::households_by_ids(conn, &ids(RecordType::Household))? {
-        let sent = Sent {
-            fields: store::household_fields(&row),
-            version: row.version,
-            deleted: row.deleted_us.is_some(),
-            village: Some(row.village_id),
-            placement: RecordType::Household.placement_field(),
-        };
-        records.insert((RecordType::Household, row.id), sent);
-    }
-    for row in db::records::members_by_ids(conn, &ids(RecordType::Member))? {
-        let sent = Sent {
-            fields: store::member_fields(&row),
-            version: row.version,
-            deleted: row.deleted_us.is_some(),
-            village: row.village_id,
-            placement: RecordType::Member.placement_field(),
-        };
-        records.insert((RecordType::Member, row.id), sent);
+    for row in db::records::members_to_pull(conn, &ids(RecordType::Member))? {
+        records.insert((RecordType::Member, row.id.clone()), Pulled::Member(row));
     }
     let villages: Vec<String> = records
         .values()
-        .filter_map(|r| r.village.clone())
+        .filter_map(|r| r.village().map(str::to_owned))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
     let visible: HashSet<String> = db::units::covered(conn, scope, &villages)?.into_iter().collect();
 
-    let mut changes = Vec::new();
+    let mut changes = Vec::with_capacity(rows.len());
     for (i, (_, record_type, record_id)) in rows.iter().enumerate() {
         if last_at.get(&(record_type.as_str(), record_id.as_str())) != Some(&i) {
             continue;
         }
         let record_type: RecordType = record_type.parse().map_err(AppError::Internal)?;
-        // Each record is sent once (at its last position), so its fields move into the page.
-        let Some(mut record) = records.remove(&(record_type, record_id.clone())) else {
+        // Each record is sent once (at its last position), so its row moves into the page.
+        let Some(record) = records.remove(&(record_type, record_id.clone())) else {
             continue;
         };
-        let in_scope = record.village.as_ref().is_some_and(|v| visible.contains(v));
-        let deleted = record.deleted || !in_scope;
-        if deleted {
-            let place = record.fields.remove(record.placement).unwrap_or_default();
-            record.fields = std::iter::once((record.placement.to_owned(), place)).collect();
-        }
-        changes.push(Change {
-            record_type,
-            id: record_id
-                .parse()
-                .map_err(|_| AppError::Internal("bad record id".into()))?,
-            version: record.version,
-            deleted,
-            fields: record.fields,
-        });
+        changes.push(SentChange::of(record, &visible));
     }
     Ok((
-        PullResponse {
+        Page {
             changes,
             cursor: encode(next),
             has_more,
         },
         held_back,
     ))
+}
+
+/// A record as read for a pull.
+enum Pulled {
+    Household(PulledHousehold),
+    Member(PulledMember),
+}
+
+impl Pulled {
+    /// The village the record is pulled from (None: a member waiting for its household).
+    fn village(&self) -> Option<&str> {
+        match self {
+            Pulled::Household(h) => Some(&h.village_id),
+            Pulled::Member(m) => m.village_id.as_deref(),
+        }
+    }
+}
+
+/// One page of a pull: [`hamlet_shared::sync::PullResponse`]'s wire shape, serialised straight
+/// from the rows read (no JSON trees: a page holds up to 5,000 records).
+#[derive(Serialize)]
+pub struct Page {
+    changes: Vec<SentChange>,
+    cursor: String,
+    has_more: bool,
+}
+
+/// One change of a page ([`hamlet_shared::sync::Change`] on the wire).
+#[derive(Serialize)]
+struct SentChange {
+    #[serde(rename = "type")]
+    record_type: RecordType,
+    id: String,
+    version: i64,
+    deleted: bool,
+    fields: SentFields,
+}
+
+/// The whole record when live; only its placement when deleted or out of the puller's scope.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum SentFields {
+    Household(HouseholdFields),
+    Member(MemberFields),
+    Placement(BTreeMap<&'static str, String>),
+}
+
+/// A household's fields as the contract names them.
+#[derive(Serialize)]
+struct HouseholdFields {
+    village_id: String,
+    head_name: String,
+    address: Option<String>,
+    fixed_broadband: String,
+    surveyed_on: Option<String>,
+}
+
+/// A member's fields as the contract names them.
+#[derive(Serialize)]
+struct MemberFields {
+    household_id: String,
+    full_name: String,
+    birth_year: i32,
+    sex: Option<String>,
+    owns_smartphone: String,
+    has_transaction_account: String,
+    vneid_level2: String,
+    uses_online_public_services: String,
+    uses_cashless_payment: String,
+    has_digital_signature: String,
+}
+
+impl SentChange {
+    fn of(record: Pulled, visible: &HashSet<String>) -> Self {
+        let in_scope = record.village().is_some_and(|v| visible.contains(v));
+        let placement = |field: &'static str, value: String| {
+            SentFields::Placement(BTreeMap::from([(field, value)]))
+        };
+        match record {
+            Pulled::Household(h) => {
+                let deleted = h.deleted_us.is_some() || !in_scope;
+                let fields = if deleted {
+                    placement(RecordType::Household.placement_field(), h.village_id)
+                } else {
+                    SentFields::Household(HouseholdFields {
+                        village_id: h.village_id,
+                        head_name: h.head_name,
+                        address: h.address,
+                        fixed_broadband: h.fixed_broadband,
+                        surveyed_on: h.surveyed_on,
+                    })
+                };
+                Self {
+                    record_type: RecordType::Household,
+                    id: h.id,
+                    version: h.version,
+                    deleted,
+                    fields,
+                }
+            }
+            Pulled::Member(m) => {
+                let deleted = m.deleted_us.is_some() || !in_scope;
+                let fields = if deleted {
+                    placement(RecordType::Member.placement_field(), m.household_id)
+                } else {
+                    SentFields::Member(MemberFields {
+                        household_id: m.household_id,
+                        full_name: m.full_name,
+                        birth_year: m.birth_year,
+                        sex: m.sex,
+                        owns_smartphone: m.owns_smartphone,
+                        has_transaction_account: m.has_transaction_account,
+                        vneid_level2: m.vneid_level2,
+                        uses_online_public_services: m.uses_online_public_services,
+                        uses_cashless_payment: m.uses_cashless_payment,
+                        has_digital_signature: m.has_digital_signature,
+                    })
+                };
+                Self {
+                    record_type: RecordType::Member,
+                    id: m.id,
+                    version: m.version,
+                    deleted,
+                    fields,
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
 use hamlet_shared::records::validate_fields;
 use hamlet_shared::sync::{
-    MutationResult, MutationStatus, Op, PushRequest, PushResponse, PushSummary, mutation_id_of,
-    parse_mutation,
+    Mutation, MutationResult, MutationStatus, Op, PushRequest, PushResponse, PushSummary, Rejection,
+    mutation_id_of, parse_mutation,
 };
 use hamlet_shared::{ErrorCode, ErrorDetail, RecordType, UnitLevel};
 use serde_json::{Map, Value};
@@ -68,10 +68,18 @@ pub fn check_envelope(principal: &Principal, req: &PushRequest, max_mutations: u
 /// replay of the same batch, a busy SQLite).
 pub fn push(conn: &mut DbConn, ctx: &Ctx, req: &PushRequest) -> AppResult<PushResponse> {
     authorize(conn, &ctx.principal, Action::Push)?;
+    let incoming: Vec<Incoming> = req
+        .mutations
+        .iter()
+        .map(|raw| Incoming {
+            mutation_id: mutation_id_of(raw).unwrap_or_default(),
+            parsed: parse_mutation(raw, ctx.principal.device_id),
+        })
+        .collect();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = crate::db::tx::write(conn, |conn| run_batch(conn, ctx, &req.mutations));
+        let result = crate::db::tx::write(conn, |conn| run_batch(conn, ctx, &incoming));
         match result {
             Err(AppError::Contention(_) | AppError::Conflict(_)) if attempt < MAX_ATTEMPTS => {
                 std::thread::sleep(std::time::Duration::from_millis(10 * u64::from(attempt)));
@@ -82,10 +90,17 @@ pub fn push(conn: &mut DbConn, ctx: &Ctx, req: &PushRequest) -> AppResult<PushRe
     }
 }
 
-fn run_batch(conn: &mut DbConn, ctx: &Ctx, mutations: &[Value]) -> AppResult<PushResponse> {
+/// One mutation of a push, parsed once (the transaction may run more than once).
+struct Incoming {
+    /// Checked with the envelope: positive and increasing.
+    mutation_id: i64,
+    parsed: Result<Mutation, Rejection>,
+}
+
+fn run_batch(conn: &mut DbConn, ctx: &Ctx, mutations: &[Incoming]) -> AppResult<PushResponse> {
     let device = ctx.principal.device_id.to_string();
     db::sync::lock_device(conn, &device)?;
-    let ids: Vec<i64> = mutations.iter().filter_map(mutation_id_of).collect();
+    let ids: Vec<i64> = mutations.iter().map(|m| m.mutation_id).collect();
     let mut seen: HashMap<i64, StoredResult> = HashMap::new();
     if let (Some(&first), Some(&last)) = (ids.iter().min(), ids.iter().max()) {
         let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
@@ -102,12 +117,12 @@ fn run_batch(conn: &mut DbConn, ctx: &Ctx, mutations: &[Value]) -> AppResult<Pus
     let mut results = Vec::with_capacity(mutations.len());
     let mut summary = PushSummary::default();
     let mut stored = Vec::new();
-    for raw in mutations {
-        let mutation_id = mutation_id_of(raw).unwrap_or_default();
+    for incoming in mutations {
+        let mutation_id = incoming.mutation_id;
         let result = match seen.remove(&mutation_id) {
             Some(first) => first.replay(),
             None => {
-                let result = batch.process(conn, raw, mutation_id)?;
+                let result = batch.process(conn, incoming)?;
                 stored.push(StoredResult::of(&result));
                 result
             }
@@ -171,6 +186,8 @@ pub(crate) struct Batch<'a> {
     villages: HashMap<String, bool>,
     /// user id -> scope, for attaching members pushed by others
     user_scopes: HashMap<String, Vec<hamlet_shared::UnitId>>,
+    /// (user id, village id) -> whether that user's scope covers the village
+    user_villages: HashMap<(String, String), bool>,
     /// Households whose bundles this write changes, and what they counted before it.
     touched: std::collections::BTreeSet<String>,
     counted_before: Tally,
@@ -200,6 +217,7 @@ impl<'a> Batch<'a> {
             scope_cache: HashMap::new(),
             villages: HashMap::new(),
             user_scopes: HashMap::new(),
+            user_villages: HashMap::new(),
             touched: Default::default(),
             counted_before: Tally::default(),
             records: HashMap::new(),
@@ -221,17 +239,17 @@ impl<'a> Batch<'a> {
     fn prefetch(
         &mut self,
         conn: &mut DbConn,
-        mutations: &[Value],
+        mutations: &[Incoming],
         seen: &HashMap<i64, StoredResult>,
     ) -> AppResult<()> {
         let mut household_ids = BTreeSet::new();
         let mut member_ids = BTreeSet::new();
         let mut bundle_ids = BTreeSet::new();
-        for raw in mutations {
-            if mutation_id_of(raw).is_some_and(|id| seen.contains_key(&id)) {
+        for incoming in mutations {
+            if seen.contains_key(&incoming.mutation_id) {
                 continue;
             }
-            let Ok(m) = parse_mutation(raw, self.ctx.principal.device_id) else {
+            let Ok(m) = &incoming.parsed else {
                 continue;
             };
             match m.record_type {
@@ -346,7 +364,7 @@ impl<'a> Batch<'a> {
 
     /// Stores a record's new state. Rows wait for [`Batch::flush`] to be written together;
     /// every read of this write sees them through its own state.
-    fn save(&mut self, record: &Stored) -> AppResult<()> {
+    fn save(&mut self, record: Stored) {
         let key = (record.record_type, record.id.clone());
         if self.pending_keys.insert(key.clone()) {
             self.pending.push(key.clone());
@@ -355,8 +373,7 @@ impl<'a> Batch<'a> {
             self.household_villages
                 .insert(record.id.clone(), record.village.clone());
         }
-        self.remember(key, Some(record.clone()));
-        Ok(())
+        self.remember(key, Some(record));
     }
 
     /// The members naming `household`, as this write leaves them: placed in a village
@@ -503,6 +520,16 @@ impl<'a> Batch<'a> {
 
     /// Whether `user`'s scope (not the pusher's) covers `village`.
     fn user_covers(&mut self, conn: &mut DbConn, user: &str, village: &str) -> AppResult<bool> {
+        let key = (user.to_owned(), village.to_owned());
+        if let Some(&known) = self.user_villages.get(&key) {
+            return Ok(known);
+        }
+        let covers = self.user_covers_uncached(conn, user, village)?;
+        self.user_villages.insert(key, covers);
+        Ok(covers)
+    }
+
+    fn user_covers_uncached(&mut self, conn: &mut DbConn, user: &str, village: &str) -> AppResult<bool> {
         if !self.user_scopes.contains_key(user) {
             let scope = db::auth::scope_of(conn, user)?
                 .iter()
@@ -585,10 +612,11 @@ impl<'a> Batch<'a> {
         Ok(None)
     }
 
-    fn process(&mut self, conn: &mut DbConn, raw: &Value, mutation_id: i64) -> AppResult<MutationResult> {
-        let m = match parse_mutation(raw, self.ctx.principal.device_id) {
+    fn process(&mut self, conn: &mut DbConn, incoming: &Incoming) -> AppResult<MutationResult> {
+        let mutation_id = incoming.mutation_id;
+        let m = match &incoming.parsed {
             Ok(m) => m,
-            Err(r) => return Ok(rejected(mutation_id, r.id, r.errors)),
+            Err(r) => return Ok(rejected(mutation_id, r.id.clone(), r.errors.clone())),
         };
         let id = m.id.to_string();
         let fields = match m.op {
@@ -627,8 +655,12 @@ impl<'a> Batch<'a> {
                 clashes,
             } => {
                 let record = self.apply(conn, m.record_type, id.clone(), current, state, changed)?;
-                self.record_clashes(&record, &clashes);
-                (MutationStatus::Applied, record.state.version)
+                let version = record.state.version;
+                if !clashes.is_empty() {
+                    let record = record.clone();
+                    self.record_clashes(&record, &clashes);
+                }
+                (MutationStatus::Applied, version)
             }
         };
         Ok(MutationResult {
@@ -644,7 +676,7 @@ impl<'a> Batch<'a> {
 
     /// Stores a merged state, logs its change in the villages it left and entered, and follows
     /// through on members: a new household collects the members waiting for it, a moved one
-    /// takes its members along.
+    /// takes its members along. Returns the record as stored.
     pub(crate) fn apply(
         &mut self,
         conn: &mut DbConn,
@@ -653,7 +685,7 @@ impl<'a> Batch<'a> {
         before: Option<Stored>,
         state: super::merge::RecordState,
         changed: bool,
-    ) -> AppResult<Stored> {
+    ) -> AppResult<&Stored> {
         match record_type {
             RecordType::Household => self.touch(conn, &id)?,
             RecordType::Member => {
@@ -697,19 +729,25 @@ impl<'a> Batch<'a> {
             },
             created_us: before.as_ref().map_or(now, |b| b.created_us),
         };
-        self.save(&record)?;
         let old_village = before.as_ref().and_then(|b| b.village.clone());
         if changed {
             self.log_change(&record, old_village.as_deref());
         }
         if record_type == RecordType::Household {
+            // The household's own state is saved after its members': nothing below reads it
+            // back from this write.
             if before.is_none() {
                 self.attach_waiting_members(conn, &record)?;
             } else if old_village != record.village {
                 self.move_members(conn, &record, old_village.as_deref())?;
             }
         }
-        Ok(record)
+        let key = (record.record_type, record.id.clone());
+        self.save(record);
+        match self.records.get(&key) {
+            Some(Some(saved)) => Ok(saved),
+            _ => Err(AppError::Internal("a saved record vanished".into())),
+        }
     }
 
     fn log_change(&mut self, record: &Stored, old_village: Option<&str>) {
@@ -736,8 +774,8 @@ impl<'a> Batch<'a> {
             if allowed {
                 member.village = Some(village.clone());
                 member.state.version += 1;
-                self.save(&member)?;
                 self.log_change(&member, None);
+                self.save(member);
             } else {
                 // The member's pusher may not write in this household's village: an admin decides.
                 let clock = |r: &Stored, f: &str| r.state.clocks.get(f).map(|c| c.hlc);
@@ -775,8 +813,8 @@ impl<'a> Batch<'a> {
         for mut member in self.members_of(conn, &household.id, true)? {
             member.village = household.village.clone();
             member.state.version += 1;
-            self.save(&member)?;
             self.log_change(&member, old_village);
+            self.save(member);
         }
         Ok(())
     }

@@ -39,12 +39,41 @@ fn clocks_from(text: &str, id: &str) -> AppResult<BTreeMap<String, FieldClock>> 
         .map_err(|e| AppError::Internal(format!("record {id} has unreadable clocks: {e}")))
 }
 
+/// The stored text of a record's clocks: what `serde_json` writes for the map (a test holds
+/// them equal), written directly; this runs for every record a push stores.
 fn clocks_to(clocks: &BTreeMap<String, FieldClock>) -> String {
-    serde_json::to_string(clocks).unwrap_or_else(|_| "{}".to_owned())
+    let mut out = String::with_capacity(2 + clocks.len() * 100);
+    out.push('{');
+    for (i, (field, clock)) in clocks.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(&mut out, field);
+        out.push_str(":{\"h\":\"");
+        clock.hlc.push_text(&mut out);
+        out.push_str("\",\"m\":");
+        out.push_str(itoa::Buffer::new().format(clock.mutation_id));
+        out.push_str(",\"v\":");
+        out.push_str(itoa::Buffer::new().format(clock.version));
+        out.push('}');
+    }
+    out.push('}');
+    out
+}
+
+/// A JSON string literal; field names are plain identifiers, anything else goes through serde.
+fn push_json_str(out: &mut String, text: &str) {
+    if text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&Value::from(text).to_string());
+    }
 }
 
 /// A household's fields as the wire names them.
-pub fn household_fields(row: &HouseholdRow) -> Map<String, Value> {
+fn household_fields(row: &HouseholdRow) -> Map<String, Value> {
     let mut fields = Map::new();
     fields.insert("village_id".into(), Value::from(row.village_id.clone()));
     fields.insert("head_name".into(), Value::from(row.head_name.clone()));
@@ -55,7 +84,7 @@ pub fn household_fields(row: &HouseholdRow) -> Map<String, Value> {
 }
 
 /// A member's fields as the wire names them.
-pub fn member_fields(row: &MemberRow) -> Map<String, Value> {
+fn member_fields(row: &MemberRow) -> Map<String, Value> {
     let mut fields = Map::new();
     fields.insert("household_id".into(), Value::from(row.household_id.clone()));
     fields.insert("full_name".into(), Value::from(row.full_name.clone()));
@@ -212,4 +241,28 @@ pub fn save(conn: &mut DbConn, record: &Stored, existed: bool, now: i64) -> AppR
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hamlet_shared::Hlc;
+
+    #[test]
+    fn clocks_are_written_as_serde_writes_them() {
+        let node = uuid::Uuid::now_v7();
+        let clock = |wall_ms, counter, mutation_id, version| FieldClock {
+            hlc: Hlc::new(wall_ms, counter, node),
+            mutation_id,
+            version,
+        };
+        let mut clocks = BTreeMap::new();
+        assert_eq!(clocks_to(&clocks), serde_json::to_string(&clocks).unwrap());
+        clocks.insert("full_name".to_owned(), clock(1_763_626_500_123, 3, 17, 2));
+        clocks.insert("birth_year".to_owned(), clock(946_684_800_000, 0, i64::MAX, 1));
+        clocks.insert("odd \"name\"\n".to_owned(), clock(253_402_300_799_999, 99_999, -1, -7));
+        let text = clocks_to(&clocks);
+        assert_eq!(text, serde_json::to_string(&clocks).unwrap());
+        assert_eq!(clocks_from(&text, "r").unwrap(), clocks);
+    }
 }
