@@ -6,11 +6,11 @@
 //! record's current state; a record no longer in scope is sent as deleted with its placement.
 
 use crate::auth::{Action, Principal, authorize};
+use crate::db::records::{PulledHousehold, PulledMember};
 use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
 use base64::Engine;
 use hamlet_shared::RecordType;
-use crate::db::records::{PulledHousehold, PulledMember};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -279,9 +279,8 @@ struct MemberFields {
 impl SentChange {
     fn of(record: Pulled, visible: &HashSet<String>) -> Self {
         let in_scope = record.village().is_some_and(|v| visible.contains(v));
-        let placement = |field: &'static str, value: String| {
-            SentFields::Placement(BTreeMap::from([(field, value)]))
-        };
+        let placement =
+            |field: &'static str, value: String| SentFields::Placement(BTreeMap::from([(field, value)]));
         match record {
             Pulled::Household(h) => {
                 let deleted = h.deleted_us.is_some() || !in_scope;

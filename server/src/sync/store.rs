@@ -260,7 +260,10 @@ mod tests {
         assert_eq!(clocks_to(&clocks), serde_json::to_string(&clocks).unwrap());
         clocks.insert("full_name".to_owned(), clock(1_763_626_500_123, 3, 17, 2));
         clocks.insert("birth_year".to_owned(), clock(946_684_800_000, 0, i64::MAX, 1));
-        clocks.insert("odd \"name\"\n".to_owned(), clock(253_402_300_799_999, 99_999, -1, -7));
+        clocks.insert(
+            "odd \"name\"\n".to_owned(),
+            clock(253_402_300_799_999, 99_999, -1, -7),
+        );
         let text = clocks_to(&clocks);
         assert_eq!(text, serde_json::to_string(&clocks).unwrap());
         assert_eq!(clocks_from(&text, "r").unwrap(), clocks);
