@@ -243,6 +243,33 @@ fn parse_unit(s: &str) -> Result<UnitId, AppError> {
     s.parse().map_err(|_| AppError::not_found("unit"))
 }
 
+/// [`signed_in`] on a page about `unit`: also the unit's id, or the not-found page.
+async fn signed_in_at(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    unit: &str,
+) -> Result<(Web, UnitId), HttpResponse> {
+    let web = signed_in(req, state).await?;
+    match parse_unit(unit) {
+        Ok(id) => Ok((web, id)),
+        Err(e) => Err(fail(req, state, Some(&web), None, e)),
+    }
+}
+
+/// [`signed_in_post`] on a page about `unit`: also the unit's id, or the not-found page.
+async fn signed_in_post_at(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    body: &[u8],
+    unit: &str,
+) -> Result<(Web, HashMap<String, String>, UnitId), HttpResponse> {
+    let (web, fields) = signed_in_post(req, state, body).await?;
+    match parse_unit(unit) {
+        Ok(id) => Ok((web, fields, id)),
+        Err(e) => Err(fail(req, state, Some(&web), None, e)),
+    }
+}
+
 // ---- pages ----
 
 async fn style() -> HttpResponse {
@@ -390,13 +417,9 @@ async fn logout(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) 
 }
 
 async fn unit_page(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
-    let web = match signed_in(&req, &state).await {
-        Ok(w) => w,
+    let (web, id) = match signed_in_at(&req, &state, &path).await {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let id = match parse_unit(&path) {
-        Ok(id) => id,
-        Err(e) => return fail(&req, &state, Some(&web), None, e),
     };
     let q = query(&req);
     let sort = SortKey::parse(q.get("sort").map(String::as_str));
@@ -431,13 +454,9 @@ async fn unit_page(req: HttpRequest, state: web::Data<AppState>, path: web::Path
 }
 
 async fn export(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
-    let web = match signed_in(&req, &state).await {
-        Ok(w) => w,
+    let (web, id) = match signed_in_at(&req, &state, &path).await {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let id = match parse_unit(&path) {
-        Ok(id) => id,
-        Err(e) => return fail(&req, &state, Some(&web), None, e),
     };
     let format = query(&req)
         .get("format")
@@ -461,13 +480,9 @@ async fn activity_page(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let web = match signed_in(&req, &state).await {
-        Ok(w) => w,
+    let (web, id) = match signed_in_at(&req, &state, &path).await {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let id = match parse_unit(&path) {
-        Ok(id) => id,
-        Err(e) => return fail(&req, &state, Some(&web), None, e),
     };
     let q = query(&req);
     let days = q
@@ -509,14 +524,10 @@ async fn revoke_device(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (web, _) = match signed_in_post(&req, &state, &body).await {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
     let (unit, device) = path.into_inner();
-    let id = match parse_unit(&unit) {
-        Ok(id) => id,
-        Err(e) => return fail(&req, &state, Some(&web), None, e),
+    let (web, _, id) = match signed_in_post_at(&req, &state, &body, &unit).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let Ok(device) = device.parse::<Uuid>() else {
         return fail(&req, &state, Some(&web), Some(id), AppError::not_found("device"));
@@ -536,13 +547,9 @@ async fn conflicts_page(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let web = match signed_in(&req, &state).await {
-        Ok(w) => w,
+    let (web, id) = match signed_in_at(&req, &state, &path).await {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let id = match parse_unit(&path) {
-        Ok(id) => id,
-        Err(e) => return fail(&req, &state, Some(&web), None, e),
     };
     if web.principal.role != Role::Admin {
         return fail(
@@ -589,14 +596,10 @@ async fn resolve_conflict(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let (web, fields) = match signed_in_post(&req, &state, &body).await {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
     let (unit, conflict) = path.into_inner();
-    let id = match parse_unit(&unit) {
-        Ok(id) => id,
-        Err(e) => return fail(&req, &state, Some(&web), None, e),
+    let (web, fields, id) = match signed_in_post_at(&req, &state, &body, &unit).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     if hamlet_shared::records::canonical_uuid(&conflict).is_none() {
         return fail(
