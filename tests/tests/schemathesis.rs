@@ -54,7 +54,10 @@ fn schemathesis_finds_nothing(backend: Backend) {
         .arg(&config_file)
         .args(["run", &app.url("/api/v1/openapi.json")])
         .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
-        .args(["--max-examples", &max_examples, "--workers", "2", "--no-color"])
+        // One worker: with two, CPython 3.11's `ast.parse` on hypothesis's threads now and then
+        // raised "AST constructor recursion depth mismatch" (cpython issue 106905), a Runtime
+        // Error of the tool that failed this test with nothing wrong in the server.
+        .args(["--max-examples", &max_examples, "--workers", "1", "--no-color"])
         .args(["--report", "junit", "--report-dir"])
         .arg(dir.path())
         .current_dir(dir.path())
