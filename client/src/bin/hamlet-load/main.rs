@@ -136,13 +136,13 @@ fn run(args: &Args) -> Result<bool, String> {
         }
         None => None,
     };
-    let memory = stats::MemorySampler::start(args.server_pid);
+    let server = stats::ServerSampler::start(args.server_pid);
     let pushed = push::run(args, &site, &mut plan)?;
-    let push_memory = memory.stop();
+    let push_use = server.stop();
     let edits = push::concurrent_edits(args, &site, &mut plan)?;
-    let memory = stats::MemorySampler::start(args.server_pid);
+    let server = stats::ServerSampler::start(args.server_pid);
     let pulled = check::pull_all(args, &site)?;
-    let pull_memory = memory.stop();
+    let pull_use = server.stop();
 
     println!();
     println!("push: {}", pushed.summary());
@@ -156,12 +156,20 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     println!("edits: {}", edits.summary());
     println!("pull: {}", pulled.summary());
-    if let (Some(push), Some(pull)) = (&push_memory, &pull_memory) {
+    if let (Some(push), Some(pull)) = (&push_use, &pull_use) {
         println!(
             "server memory: max RSS {:.1} MiB while pushing, {:.1} MiB while pulling (high-water mark since start {:.1} MiB)",
             push.max_rss_kib as f64 / 1024.0,
             pull.max_rss_kib as f64 / 1024.0,
             pull.hwm_kib as f64 / 1024.0
+        );
+        println!(
+            "server CPU: {:.1} s while pushing ({:.0} µs per record, {:.2} cores), {:.1} s while pulling ({:.1} µs per change)",
+            push.cpu_s,
+            1e6 * push.cpu_s / pushed.records.max(1) as f64,
+            push.cpu_s / pushed.wall.as_secs_f64(),
+            pull.cpu_s,
+            1e6 * pull.cpu_s / pulled.changes.max(1) as f64,
         );
     }
 

@@ -1,4 +1,4 @@
-//! Latency percentiles and the server's memory, sampled from /proc while the load runs.
+//! Latency percentiles, and the server's memory and CPU time, read from /proc while the load runs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,21 +48,37 @@ fn status_kib(pid: u32, key: &str) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-pub struct Memory {
-    /// Highest resident set sampled during the run.
+/// CPU time (user + system, every thread) a process has used so far, in seconds. /proc counts it
+/// in USER_HZ ticks, which Linux fixes at 100 for user space whatever the kernel's own tick.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// What the server used during one phase.
+pub struct ServerUse {
+    /// Highest resident set sampled during the phase.
     pub max_rss_kib: u64,
     /// The kernel's high-water mark since the server started (includes start-up and set-up).
     pub hwm_kib: u64,
+    /// CPU time the server spent during the phase, in seconds (all its threads).
+    pub cpu_s: f64,
 }
 
-/// Samples a process's RSS every 50 ms until stopped.
-pub struct MemorySampler {
+/// Samples a process's RSS every 50 ms until stopped, and its CPU time at both ends.
+pub struct ServerSampler {
     pid: Option<u32>,
+    cpu_at_start: f64,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<u64>>,
 }
 
-impl MemorySampler {
+impl ServerSampler {
     pub fn start(pid: Option<u32>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = pid.map(|pid| {
@@ -76,15 +92,41 @@ impl MemorySampler {
                 max
             })
         });
-        Self { pid, stop, thread }
+        let cpu_at_start = pid.and_then(cpu_seconds).unwrap_or(0.0);
+        Self {
+            pid,
+            cpu_at_start,
+            stop,
+            thread,
+        }
     }
 
-    pub fn stop(mut self) -> Option<Memory> {
+    pub fn stop(mut self) -> Option<ServerUse> {
+        let cpu_at_stop = self.pid.and_then(cpu_seconds).unwrap_or(0.0);
         self.stop.store(true, Ordering::Relaxed);
         let max = self.thread.take()?.join().ok()?;
-        Some(Memory {
+        Some(ServerUse {
             max_rss_kib: max,
             hwm_kib: self.pid.and_then(|p| status_kib(p, "VmHWM:")).unwrap_or(0),
+            cpu_s: cpu_at_stop - self.cpu_at_start,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_cpu_time() {
+        let before = cpu_seconds(std::process::id()).expect("own /proc stat");
+        let mut x = 0u64;
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        let after = cpu_seconds(std::process::id()).expect("own /proc stat");
+        assert!(after - before >= 0.1, "spun 0.3 s, counted {} s", after - before);
     }
 }
