@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod conn;
+mod pg_upsert;
 pub mod records;
 pub mod schema;
 pub mod sync;

@@ -59,27 +59,31 @@ pub fn insert_households(conn: &mut DbConn, rows: &[HouseholdRow]) -> QueryResul
 }
 
 /// Writes household rows, new or not, in multi-row statements (every column but the id and
-/// the creation time replaced).
+/// the creation time replaced); on PostgreSQL as one array per column (`pg_upsert`).
 pub fn upsert_households(conn: &mut DbConn, rows: &[HouseholdRow]) -> QueryResult<()> {
     use diesel::upsert::excluded;
     use households::dsl as h;
     for chunk in rows.chunks(CHUNK) {
-        crate::per_backend!(&mut *conn, |c| diesel::insert_into(h::households)
-            .values(chunk)
-            .on_conflict(h::id)
-            .do_update()
-            .set((
-                h::village_id.eq(excluded(h::village_id)),
-                h::head_name.eq(excluded(h::head_name)),
-                h::address.eq(excluded(h::address)),
-                h::fixed_broadband.eq(excluded(h::fixed_broadband)),
-                h::surveyed_on.eq(excluded(h::surveyed_on)),
-                h::version.eq(excluded(h::version)),
-                h::clocks.eq(excluded(h::clocks)),
-                h::deleted_us.eq(excluded(h::deleted_us)),
-                h::updated_us.eq(excluded(h::updated_us)),
-            ))
-            .execute(c))?;
+        match &mut *conn {
+            DbConn::Pg(c) => super::pg_upsert::households(c, chunk)?,
+            DbConn::Sqlite(c) => diesel::insert_into(h::households)
+                .values(chunk)
+                .on_conflict(h::id)
+                .do_update()
+                .set((
+                    h::village_id.eq(excluded(h::village_id)),
+                    h::head_name.eq(excluded(h::head_name)),
+                    h::address.eq(excluded(h::address)),
+                    h::fixed_broadband.eq(excluded(h::fixed_broadband)),
+                    h::surveyed_on.eq(excluded(h::surveyed_on)),
+                    h::version.eq(excluded(h::version)),
+                    h::clocks.eq(excluded(h::clocks)),
+                    h::deleted_us.eq(excluded(h::deleted_us)),
+                    h::updated_us.eq(excluded(h::updated_us)),
+                ))
+                .execute(c)
+                .map(drop)?,
+        }
     }
     Ok(())
 }
@@ -89,33 +93,37 @@ pub fn upsert_members(conn: &mut DbConn, rows: &[MemberRow]) -> QueryResult<()> 
     use diesel::upsert::excluded;
     use members::dsl as m;
     for chunk in rows.chunks(CHUNK) {
-        crate::per_backend!(&mut *conn, |c| diesel::insert_into(m::members)
-            .values(chunk)
-            .on_conflict(m::id)
-            .do_update()
-            .set((
-                (
-                    m::household_id.eq(excluded(m::household_id)),
-                    m::village_id.eq(excluded(m::village_id)),
-                    m::full_name.eq(excluded(m::full_name)),
-                    m::birth_year.eq(excluded(m::birth_year)),
-                    m::sex.eq(excluded(m::sex)),
-                    m::owns_smartphone.eq(excluded(m::owns_smartphone)),
-                    m::has_transaction_account.eq(excluded(m::has_transaction_account)),
-                    m::vneid_level2.eq(excluded(m::vneid_level2)),
-                ),
-                (
-                    m::uses_online_public_services.eq(excluded(m::uses_online_public_services)),
-                    m::uses_cashless_payment.eq(excluded(m::uses_cashless_payment)),
-                    m::has_digital_signature.eq(excluded(m::has_digital_signature)),
-                    m::version.eq(excluded(m::version)),
-                    m::clocks.eq(excluded(m::clocks)),
-                    m::pushed_by.eq(excluded(m::pushed_by)),
-                    m::deleted_us.eq(excluded(m::deleted_us)),
-                    m::updated_us.eq(excluded(m::updated_us)),
-                ),
-            ))
-            .execute(c))?;
+        match &mut *conn {
+            DbConn::Pg(c) => super::pg_upsert::members(c, chunk)?,
+            DbConn::Sqlite(c) => diesel::insert_into(m::members)
+                .values(chunk)
+                .on_conflict(m::id)
+                .do_update()
+                .set((
+                    (
+                        m::household_id.eq(excluded(m::household_id)),
+                        m::village_id.eq(excluded(m::village_id)),
+                        m::full_name.eq(excluded(m::full_name)),
+                        m::birth_year.eq(excluded(m::birth_year)),
+                        m::sex.eq(excluded(m::sex)),
+                        m::owns_smartphone.eq(excluded(m::owns_smartphone)),
+                        m::has_transaction_account.eq(excluded(m::has_transaction_account)),
+                        m::vneid_level2.eq(excluded(m::vneid_level2)),
+                    ),
+                    (
+                        m::uses_online_public_services.eq(excluded(m::uses_online_public_services)),
+                        m::uses_cashless_payment.eq(excluded(m::uses_cashless_payment)),
+                        m::has_digital_signature.eq(excluded(m::has_digital_signature)),
+                        m::version.eq(excluded(m::version)),
+                        m::clocks.eq(excluded(m::clocks)),
+                        m::pushed_by.eq(excluded(m::pushed_by)),
+                        m::deleted_us.eq(excluded(m::deleted_us)),
+                        m::updated_us.eq(excluded(m::updated_us)),
+                    ),
+                ))
+                .execute(c)
+                .map(drop)?,
+        }
     }
     Ok(())
 }
