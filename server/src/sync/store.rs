@@ -43,6 +43,10 @@ fn clocks_from(text: &str, id: &str) -> AppResult<BTreeMap<String, FieldClock>> 
 /// them equal), written directly; this runs for every record a push stores.
 fn clocks_to(clocks: &BTreeMap<String, FieldClock>) -> String {
     let mut out = String::with_capacity(2 + clocks.len() * 100);
+    // The fields written by one mutation share its clock (all of them in a new record): each
+    // distinct clock is formatted once.
+    let mut hlc_text = String::new();
+    let mut hlc_of_text = None;
     out.push('{');
     for (i, (field, clock)) in clocks.iter().enumerate() {
         if i > 0 {
@@ -50,7 +54,12 @@ fn clocks_to(clocks: &BTreeMap<String, FieldClock>) -> String {
         }
         push_json_str(&mut out, field);
         out.push_str(":{\"h\":\"");
-        clock.hlc.push_text(&mut out);
+        if hlc_of_text != Some(clock.hlc) {
+            hlc_text.clear();
+            clock.hlc.push_text(&mut hlc_text);
+            hlc_of_text = Some(clock.hlc);
+        }
+        out.push_str(&hlc_text);
         out.push_str("\",\"m\":");
         out.push_str(itoa::Buffer::new().format(clock.mutation_id));
         out.push_str(",\"v\":");
@@ -264,6 +273,10 @@ mod tests {
             "odd \"name\"\n".to_owned(),
             clock(253_402_300_799_999, 99_999, -1, -7),
         );
+        // One mutation's clock on several fields, apart and side by side (formatted once).
+        clocks.insert("address".to_owned(), clock(1_763_626_500_123, 3, 17, 2));
+        clocks.insert("sex".to_owned(), clock(1_763_626_500_123, 3, 17, 2));
+        clocks.insert("surveyed_on".to_owned(), clock(1_763_626_500_123, 3, 18, 3));
         let text = clocks_to(&clocks);
         assert_eq!(text, serde_json::to_string(&clocks).unwrap());
         assert_eq!(clocks_from(&text, "r").unwrap(), clocks);
