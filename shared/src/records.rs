@@ -3,6 +3,7 @@
 use crate::{ErrorCode, ErrorDetail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
@@ -270,7 +271,18 @@ pub fn validate_fields(
     fields: &Map<String, Value>,
     current_year: i32,
 ) -> Result<Map<String, Value>, Vec<ErrorDetail>> {
-    let mut out = Map::new();
+    let valid = validate_fields_by_spec(record_type, fields, current_year)?;
+    Ok(valid.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+/// [`validate_fields`] keyed by the schema's own field names (no key allocated), for the
+/// server's merge.
+pub fn validate_fields_by_spec(
+    record_type: RecordType,
+    fields: &Map<String, Value>,
+    current_year: i32,
+) -> Result<BTreeMap<&'static str, Value>, Vec<ErrorDetail>> {
+    let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     for (name, value) in fields {
         match record_type.spec(name) {
@@ -281,7 +293,7 @@ pub fn validate_fields(
             )),
             Some(spec) => match validate_value(spec, value, current_year) {
                 Ok(v) => {
-                    out.insert(name.clone(), v);
+                    out.insert(spec.name, v);
                 }
                 Err(e) => errors.push(e),
             },
@@ -292,10 +304,15 @@ pub fn validate_fields(
 
 /// The required fields a first upsert lacks.
 pub fn missing_required(record_type: RecordType, fields: &Map<String, Value>) -> Vec<ErrorDetail> {
+    missing_required_where(record_type, |name| fields.contains_key(name))
+}
+
+/// The required fields a first upsert lacks, `present` telling which fields it has.
+pub fn missing_required_where(record_type: RecordType, present: impl Fn(&str) -> bool) -> Vec<ErrorDetail> {
     record_type
         .fields()
         .iter()
-        .filter(|f| f.required && !fields.contains_key(f.name))
+        .filter(|f| f.required && !present(f.name))
         .map(|f| {
             ErrorDetail::field(
                 f.name,
@@ -312,14 +329,21 @@ pub fn with_defaults(record_type: RecordType, fields: &Map<String, Value>) -> Ma
         .fields()
         .iter()
         .map(|f| {
-            let default = if f.kind == FieldKind::Tri {
-                Value::from("unknown")
-            } else {
-                Value::Null
-            };
-            (f.name.to_owned(), fields.get(f.name).cloned().unwrap_or(default))
+            (
+                f.name.to_owned(),
+                fields.get(f.name).cloned().unwrap_or_else(|| default_value(f)),
+            )
         })
         .collect()
+}
+
+/// What an optional field holds on a new record that does not give it.
+pub fn default_value(spec: &FieldSpec) -> Value {
+    if spec.kind == FieldKind::Tri {
+        Value::from("unknown")
+    } else {
+        Value::Null
+    }
 }
 
 #[cfg(test)]

@@ -150,7 +150,7 @@ pub fn resolve(conn: &mut DbConn, ctx: &Ctx, id: &str, req: &ResolveRequest) -> 
                     mutation_id: 0,
                     version: state.version,
                 };
-                let clock = state.clocks.get(&row.field).map_or(resolution, |c| {
+                let clock = state.clocks.get(spec.name).map_or(resolution, |c| {
                     let later = if (resolution.hlc, 0) > (c.hlc, c.mutation_id) {
                         resolution
                     } else {
@@ -161,8 +161,8 @@ pub fn resolve(conn: &mut DbConn, ctx: &Ctx, id: &str, req: &ResolveRequest) -> 
                         ..later
                     }
                 });
-                state.fields.insert(row.field.clone(), v);
-                state.clocks.insert(row.field.clone(), clock);
+                state.fields.insert(spec.name, v);
+                state.clocks.insert(spec.name, clock);
             }
             batch.apply(conn, record_type, record.id.clone(), Some(record), state, true)?;
         }

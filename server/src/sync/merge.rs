@@ -6,10 +6,10 @@
 //! clock wins, whichever arrives first, and the losing value is reported as a clash. Deletes
 //! always win; a tombstone is restored only by an upsert whose base is the tombstone's version.
 
-use hamlet_shared::records::{RecordType, missing_required, with_defaults};
+use hamlet_shared::records::{RecordType, default_value, missing_required_where};
 use hamlet_shared::{ErrorCode, ErrorDetail, Hlc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// When and by which mutation a field was last written, and at which record version.
@@ -47,11 +47,18 @@ mod hlc_text {
     }
 }
 
+/// A record's field values by name. Names are the schema's own (`RecordType::fields`), so a
+/// state is built and copied without allocating its keys.
+pub type Fields = BTreeMap<&'static str, Value>;
+
+/// Each field's clock, by the same names.
+pub type Clocks = BTreeMap<&'static str, FieldClock>;
+
 /// A record as the merge sees it: every field, each field's clock, version and tombstone flag.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordState {
-    pub fields: Map<String, Value>,
-    pub clocks: BTreeMap<String, FieldClock>,
+    pub fields: Fields,
+    pub clocks: Clocks,
     pub version: i64,
     pub deleted: bool,
 }
@@ -59,7 +66,7 @@ pub struct RecordState {
 /// One incoming write: validated fields and where it comes from.
 #[derive(Debug, Clone, Copy)]
 pub struct Write<'a> {
-    pub fields: &'a Map<String, Value>,
+    pub fields: &'a Fields,
     pub hlc: Hlc,
     pub mutation_id: i64,
     pub base_version: i64,
@@ -68,7 +75,7 @@ pub struct Write<'a> {
 /// Two different values for one field from concurrent writes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clash {
-    pub field: String,
+    pub field: &'static str,
     pub winner: Value,
     pub winner_clock: FieldClock,
     pub loser: Value,
@@ -99,7 +106,7 @@ impl Outcome {
             Self::Applied { clashes, .. } | Self::Conflict { clashes } => clashes
                 .iter()
                 .filter(|c| c.incoming_lost)
-                .map(|c| c.field.clone())
+                .map(|c| c.field.to_owned())
                 .collect(),
             Self::Rejected(_) => Vec::new(),
         }
@@ -109,17 +116,20 @@ impl Outcome {
 /// Merges an upsert into the current record (None: the record does not exist yet).
 pub fn merge_upsert(record_type: RecordType, current: Option<&RecordState>, w: Write<'_>) -> Outcome {
     let Some(cur) = current else {
-        let missing = missing_required(record_type, w.fields);
+        let missing = missing_required_where(record_type, |name| w.fields.contains_key(name));
         if !missing.is_empty() {
             return Outcome::Rejected(missing);
         }
-        let fields = with_defaults(record_type, w.fields);
+        let mut fields = w.fields.clone();
+        for spec in record_type.fields() {
+            fields.entry(spec.name).or_insert_with(|| default_value(spec));
+        }
         let clock = FieldClock {
             hlc: w.hlc,
             mutation_id: w.mutation_id,
             version: 1,
         };
-        let clocks = fields.keys().map(|f| (f.clone(), clock)).collect();
+        let clocks = fields.keys().map(|&f| (f, clock)).collect();
         return Outcome::Applied {
             state: RecordState {
                 fields,
@@ -145,7 +155,7 @@ pub fn merge_upsert(record_type: RecordType, current: Option<&RecordState>, w: W
                 .fields
                 .iter()
                 .map(|(f, v)| Clash {
-                    field: f.clone(),
+                    field: f,
                     winner: cur.fields.get(f).cloned().unwrap_or(Value::Null),
                     winner_clock: cur.clocks.get(f).copied().unwrap_or(incoming),
                     loser: v.clone(),
@@ -159,9 +169,9 @@ pub fn merge_upsert(record_type: RecordType, current: Option<&RecordState>, w: W
         let mut state = cur.clone();
         for (f, v) in w.fields {
             let clock = cur.clocks.get(f).map_or(incoming, |c| c.later(incoming));
-            state.fields.insert(f.clone(), v.clone());
+            state.fields.insert(*f, v.clone());
             state.clocks.insert(
-                f.clone(),
+                *f,
                 FieldClock {
                     version: next,
                     ..clock
@@ -185,8 +195,8 @@ pub fn merge_upsert(record_type: RecordType, current: Option<&RecordState>, w: W
         let current_value = cur.fields.get(f).cloned().unwrap_or(Value::Null);
         let same = &current_value == v;
         let Some(&clock) = cur.clocks.get(f) else {
-            state.fields.insert(f.clone(), v.clone());
-            state.clocks.insert(f.clone(), incoming);
+            state.fields.insert(*f, v.clone());
+            state.clocks.insert(*f, incoming);
             changed = true;
             continue;
         };
@@ -200,7 +210,7 @@ pub fn merge_upsert(record_type: RecordType, current: Option<&RecordState>, w: W
             // pulled it then edits sequentially, and an older write arriving later loses.
             if !same || newer {
                 state.clocks.insert(
-                    f.clone(),
+                    *f,
                     FieldClock {
                         version: next,
                         ..clock.later(incoming)
@@ -209,10 +219,10 @@ pub fn merge_upsert(record_type: RecordType, current: Option<&RecordState>, w: W
                 changed = true;
             }
             if !same {
-                state.fields.insert(f.clone(), v.clone());
+                state.fields.insert(*f, v.clone());
                 if concurrent {
                     clashes.push(Clash {
-                        field: f.clone(),
+                        field: f,
                         winner: v.clone(),
                         winner_clock: incoming,
                         loser: current_value,
@@ -224,7 +234,7 @@ pub fn merge_upsert(record_type: RecordType, current: Option<&RecordState>, w: W
         } else if !same && !same_device {
             lost += 1;
             clashes.push(Clash {
-                field: f.clone(),
+                field: f,
                 winner: current_value,
                 winner_clock: clock,
                 loser: v.clone(),
@@ -281,8 +291,13 @@ mod tests {
         Hlc::new(1_763_600_000_000 + ms, 0, Uuid::from_u128(node))
     }
 
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    /// A household's fields from a JSON object (every name must be a household field).
+    fn obj(v: Value) -> Fields {
+        v.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (RecordType::Household.spec(k).unwrap().name, v.clone()))
+            .collect()
     }
 
     fn created() -> RecordState {
@@ -487,7 +502,9 @@ mod tests {
         let s = created();
         let text = serde_json::to_string(&s.clocks).unwrap();
         let back: BTreeMap<String, FieldClock> = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, s.clocks);
+        let expected: BTreeMap<String, FieldClock> =
+            s.clocks.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        assert_eq!(back, expected);
     }
 
     mod convergence {
@@ -502,16 +519,16 @@ mod tests {
             mutation_id: i64,
             wall: i64,
             delete: bool,
-            fields: Map<String, Value>,
+            fields: Fields,
         }
 
-        fn field_edit() -> impl Strategy<Value = (String, Value)> {
+        fn field_edit() -> impl Strategy<Value = (&'static str, Value)> {
             prop_oneof![
-                prop::sample::select(vec!["A", "B", "C"]).prop_map(|v| ("head_name".to_owned(), json!(v))),
+                prop::sample::select(vec!["A", "B", "C"]).prop_map(|v| ("head_name", json!(v))),
                 prop::sample::select(vec![json!("Xóm 1"), json!("Xóm 2"), Value::Null])
-                    .prop_map(|v| ("address".to_owned(), v)),
+                    .prop_map(|v| ("address", v)),
                 prop::sample::select(vec!["yes", "no", "unknown"])
-                    .prop_map(|v| ("fixed_broadband".to_owned(), json!(v))),
+                    .prop_map(|v| ("fixed_broadband", json!(v))),
             ]
         }
 
@@ -573,7 +590,7 @@ mod tests {
         }
 
         /// What a phone can observe: deleted or not, and the fields of a live record.
-        fn visible(s: &RecordState) -> (bool, Option<Map<String, Value>>) {
+        fn visible(s: &RecordState) -> (bool, Option<Fields>) {
             (s.deleted, (!s.deleted).then(|| s.fields.clone()))
         }
 

@@ -1,6 +1,6 @@
 //! `POST /api/v1/sync/push`: idempotent, per-mutation outcomes, one transaction per request.
 
-use super::merge::{Clash, Outcome, Write, merge_delete, merge_upsert};
+use super::merge::{Clash, Fields, Outcome, Write, merge_delete, merge_upsert};
 use super::store::{self, Stored};
 use super::{Ctx, StoredResult};
 use crate::aggregates::tallies::{self, Tally};
@@ -9,14 +9,15 @@ use crate::db::records::{HouseholdRow, MemberRow};
 use crate::db::sync::BatchRow;
 use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
-use hamlet_shared::records::validate_fields;
+use foldhash::{HashMap, HashMapExt, HashSet};
+use hamlet_shared::records::validate_fields_by_spec;
 use hamlet_shared::sync::{
     Mutation, MutationResult, MutationStatus, Op, PushRequest, PushResponse, PushSummary, Rejection,
     mutation_id_of, parse_mutation,
 };
 use hamlet_shared::{ErrorCode, ErrorDetail, RecordType, UnitLevel};
-use serde_json::{Map, Value};
-use std::collections::{BTreeSet, HashMap};
+use serde_json::Value;
+use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// How often a push transaction is retried after losing a race with another one.
@@ -103,7 +104,7 @@ fn run_batch(conn: &mut DbConn, ctx: &Ctx, mutations: &[Incoming]) -> AppResult<
     let ids: Vec<i64> = mutations.iter().map(|m| m.mutation_id).collect();
     let mut seen: HashMap<i64, StoredResult> = HashMap::new();
     if let (Some(&first), Some(&last)) = (ids.iter().min(), ids.iter().max()) {
-        let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
+        let wanted: HashSet<i64> = ids.iter().copied().collect();
         for row in db::sync::batches_overlapping(conn, &device, first, last)? {
             for stored in StoredResult::decode_all(&row.results)? {
                 if wanted.contains(&stored.mutation_id) {
@@ -204,7 +205,7 @@ pub(crate) struct Batch<'a> {
     /// Records this write changed, in first-change order: [`Batch::flush`] writes their latest
     /// state (from `records`) together.
     pending: Vec<(RecordType, String)>,
-    pending_keys: std::collections::HashSet<(RecordType, String)>,
+    pending_keys: HashSet<(RecordType, String)>,
 }
 
 impl<'a> Batch<'a> {
@@ -550,7 +551,7 @@ impl<'a> Batch<'a> {
         conn: &mut DbConn,
         record_type: RecordType,
         current: Option<&Stored>,
-        fields: &Map<String, Value>,
+        fields: &Fields,
     ) -> AppResult<Option<ErrorDetail>> {
         match record_type {
             RecordType::Household => {
@@ -620,11 +621,11 @@ impl<'a> Batch<'a> {
         };
         let id = m.id.to_string();
         let fields = match m.op {
-            Op::Upsert => match validate_fields(m.record_type, &m.fields, self.ctx.current_year) {
+            Op::Upsert => match validate_fields_by_spec(m.record_type, &m.fields, self.ctx.current_year) {
                 Ok(f) => f,
                 Err(errors) => return Ok(rejected(mutation_id, Some(id), errors)),
             },
-            Op::Delete => Map::new(),
+            Op::Delete => Fields::new(),
         };
         let current = self.load(conn, m.record_type, &id)?;
         if let Some(detail) = self.check_scope(conn, m.record_type, current.as_ref(), &fields)? {
@@ -828,7 +829,7 @@ impl<'a> Batch<'a> {
                 record_type: record.record_type.as_str().to_owned(),
                 record_id: record.id.clone(),
                 village_id: village.clone(),
-                field: c.field.clone(),
+                field: c.field.to_owned(),
                 current_value: c.winner.to_string(),
                 incoming_value: c.loser.to_string(),
                 current_hlc: c.winner_clock.hlc.to_string(),

@@ -1,7 +1,7 @@
 //! Records as merge states, and the one place record rows are written. Every write goes
 //! through [`save`], so counters (aggregates) can follow each state change.
 
-use super::merge::{FieldClock, RecordState};
+use super::merge::{Clocks, FieldClock, Fields, RecordState};
 use crate::db::records::{HouseholdRow, MemberRow};
 use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
@@ -26,22 +26,31 @@ fn text(v: Option<String>) -> Value {
     v.map_or(Value::Null, Value::from)
 }
 
-fn get_str(fields: &Map<String, Value>, name: &str) -> Option<String> {
+fn get_str(fields: &Fields, name: &str) -> Option<String> {
     fields.get(name).and_then(Value::as_str).map(str::to_owned)
 }
 
-fn req_str(fields: &Map<String, Value>, name: &str) -> AppResult<String> {
+fn req_str(fields: &Fields, name: &str) -> AppResult<String> {
     get_str(fields, name).ok_or_else(|| AppError::Internal(format!("record state lacks {name}")))
 }
 
-fn clocks_from(text: &str, id: &str) -> AppResult<BTreeMap<String, FieldClock>> {
-    serde_json::from_str(text)
-        .map_err(|e| AppError::Internal(format!("record {id} has unreadable clocks: {e}")))
+fn clocks_from(record_type: RecordType, text: &str, id: &str) -> AppResult<Clocks> {
+    let stored: BTreeMap<String, FieldClock> = serde_json::from_str(text)
+        .map_err(|e| AppError::Internal(format!("record {id} has unreadable clocks: {e}")))?;
+    stored
+        .into_iter()
+        .map(|(name, clock)| match record_type.spec(&name) {
+            Some(spec) => Ok((spec.name, clock)),
+            None => Err(AppError::Internal(format!(
+                "record {id} has a clock for {name:?}, no field of a {record_type}"
+            ))),
+        })
+        .collect()
 }
 
 /// The stored text of a record's clocks: what `serde_json` writes for the map (a test holds
 /// them equal), written directly; this runs for every record a push stores.
-fn clocks_to(clocks: &BTreeMap<String, FieldClock>) -> String {
+fn clocks_to(clocks: &Clocks) -> String {
     let mut out = String::with_capacity(2 + clocks.len() * 100);
     // The fields written by one mutation share its clock (all of them in a new record): each
     // distinct clock is formatted once.
@@ -82,23 +91,24 @@ fn push_json_str(out: &mut String, text: &str) {
 }
 
 /// A household's fields as the wire names them.
-fn household_fields(row: &HouseholdRow) -> Map<String, Value> {
-    let mut fields = Map::new();
-    fields.insert("village_id".into(), Value::from(row.village_id.clone()));
-    fields.insert("head_name".into(), Value::from(row.head_name.clone()));
-    fields.insert("address".into(), text(row.address.clone()));
-    fields.insert("fixed_broadband".into(), Value::from(row.fixed_broadband.clone()));
-    fields.insert("surveyed_on".into(), text(row.surveyed_on.clone()));
-    fields
+fn household_fields(row: &HouseholdRow) -> Fields {
+    Fields::from([
+        ("village_id", Value::from(row.village_id.clone())),
+        ("head_name", Value::from(row.head_name.clone())),
+        ("address", text(row.address.clone())),
+        ("fixed_broadband", Value::from(row.fixed_broadband.clone())),
+        ("surveyed_on", text(row.surveyed_on.clone())),
+    ])
 }
 
 /// A member's fields as the wire names them.
-fn member_fields(row: &MemberRow) -> Map<String, Value> {
-    let mut fields = Map::new();
-    fields.insert("household_id".into(), Value::from(row.household_id.clone()));
-    fields.insert("full_name".into(), Value::from(row.full_name.clone()));
-    fields.insert("birth_year".into(), Value::from(row.birth_year));
-    fields.insert("sex".into(), text(row.sex.clone()));
+fn member_fields(row: &MemberRow) -> Fields {
+    let mut fields = Fields::from([
+        ("household_id", Value::from(row.household_id.clone())),
+        ("full_name", Value::from(row.full_name.clone())),
+        ("birth_year", Value::from(row.birth_year)),
+        ("sex", text(row.sex.clone())),
+    ]);
     for (name, value) in [
         ("owns_smartphone", &row.owns_smartphone),
         ("has_transaction_account", &row.has_transaction_account),
@@ -107,7 +117,7 @@ fn member_fields(row: &MemberRow) -> Map<String, Value> {
         ("uses_cashless_payment", &row.uses_cashless_payment),
         ("has_digital_signature", &row.has_digital_signature),
     ] {
-        fields.insert(name.into(), Value::from(value.clone()));
+        fields.insert(name, Value::from(value.clone()));
     }
     fields
 }
@@ -118,7 +128,7 @@ impl Stored {
             record_type: RecordType::Household,
             state: RecordState {
                 fields: household_fields(&row),
-                clocks: clocks_from(&row.clocks, &row.id)?,
+                clocks: clocks_from(RecordType::Household, &row.clocks, &row.id)?,
                 version: row.version,
                 deleted: row.deleted_us.is_some(),
             },
@@ -134,7 +144,7 @@ impl Stored {
             record_type: RecordType::Member,
             state: RecordState {
                 fields: member_fields(&row),
-                clocks: clocks_from(&row.clocks, &row.id)?,
+                clocks: clocks_from(RecordType::Member, &row.clocks, &row.id)?,
                 version: row.version,
                 deleted: row.deleted_us.is_some(),
             },
@@ -265,20 +275,24 @@ mod tests {
             mutation_id,
             version,
         };
-        let mut clocks = BTreeMap::new();
+        let mut clocks = Clocks::new();
         assert_eq!(clocks_to(&clocks), serde_json::to_string(&clocks).unwrap());
-        clocks.insert("full_name".to_owned(), clock(1_763_626_500_123, 3, 17, 2));
-        clocks.insert("birth_year".to_owned(), clock(946_684_800_000, 0, i64::MAX, 1));
-        clocks.insert(
-            "odd \"name\"\n".to_owned(),
-            clock(253_402_300_799_999, 99_999, -1, -7),
-        );
+        clocks.insert("full_name", clock(1_763_626_500_123, 3, 17, 2));
+        clocks.insert("birth_year", clock(946_684_800_000, 0, i64::MAX, 1));
         // One mutation's clock on several fields, apart and side by side (formatted once).
-        clocks.insert("address".to_owned(), clock(1_763_626_500_123, 3, 17, 2));
-        clocks.insert("sex".to_owned(), clock(1_763_626_500_123, 3, 17, 2));
-        clocks.insert("surveyed_on".to_owned(), clock(1_763_626_500_123, 3, 18, 3));
+        clocks.insert("owns_smartphone", clock(1_763_626_500_123, 3, 17, 2));
+        clocks.insert("sex", clock(1_763_626_500_123, 3, 17, 2));
+        clocks.insert("vneid_level2", clock(253_402_300_799_999, 99_999, -1, -7));
         let text = clocks_to(&clocks);
         assert_eq!(text, serde_json::to_string(&clocks).unwrap());
-        assert_eq!(clocks_from(&text, "r").unwrap(), clocks);
+        assert_eq!(clocks_from(RecordType::Member, &text, "r").unwrap(), clocks);
+
+        // A name that needs escaping is written as serde writes it; read back, a clock for a
+        // field the record type does not have is refused, not dropped.
+        clocks.insert("odd \"name\"\n", clock(1, 0, 1, 1));
+        let text = clocks_to(&clocks);
+        assert_eq!(text, serde_json::to_string(&clocks).unwrap());
+        assert!(clocks_from(RecordType::Member, &text, "r").is_err());
+        assert!(clocks_from(RecordType::Household, &text, "r").is_err());
     }
 }
