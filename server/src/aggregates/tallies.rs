@@ -171,7 +171,10 @@ pub fn add_bundle(out: &mut Tally, household: Option<&HouseholdRow>, members: &[
 }
 
 /// Tallies of many bundles: `members` may hold members of any of `households`.
-pub fn of_bundles(households: &[HouseholdRow], members: &[MemberRow]) -> Tally {
+pub fn of_bundles<'a>(
+    households: impl IntoIterator<Item = &'a HouseholdRow>,
+    members: impl IntoIterator<Item = &'a MemberRow>,
+) -> Tally {
     let mut by_household: BTreeMap<&str, Vec<&MemberRow>> = BTreeMap::new();
     for m in members {
         by_household.entry(m.household_id.as_str()).or_default().push(m);

@@ -411,41 +411,66 @@ impl<'a> Batch<'a> {
 
     /// What the touched bundles count now: from this write's own state where the bundle was
     /// prefetched (its household row is locked, so nobody else changed it), else read back.
-    fn counted_after(&mut self, conn: &mut DbConn, ids: &[String]) -> AppResult<Tally> {
+    /// `written_*` are the rows [`Batch::flush`] just wrote: counted as they are, not rebuilt.
+    fn counted_after(
+        &self,
+        conn: &mut DbConn,
+        ids: &[String],
+        written_households: &[HouseholdRow],
+        written_members: &[MemberRow],
+    ) -> AppResult<Tally> {
         let now = self.ctx.now_us;
-        let mut households = Vec::new();
-        let mut members = Vec::new();
+        let written_h: HashMap<&str, &HouseholdRow> =
+            written_households.iter().map(|r| (r.id.as_str(), r)).collect();
+        let written_m: HashMap<&str, &MemberRow> =
+            written_members.iter().map(|r| (r.id.as_str(), r)).collect();
+        let mut households: Vec<&HouseholdRow> = Vec::new();
+        let mut members: Vec<&MemberRow> = Vec::new();
+        // States this write holds but did not write (loaded, unchanged).
+        let mut held_households = Vec::new();
+        let mut held_members = Vec::new();
         let mut unknown = Vec::new();
         for h in ids {
             let Some(rows) = self.bundle_members.get(h) else {
                 unknown.push(h.clone());
                 continue;
             };
-            let household = match self.records.get(&(RecordType::Household, h.clone())) {
-                Some(Some(stored)) => Some(stored.household_row_for_tally(now)?),
-                Some(None) => None,
-                None => self.bundle_households.get(h).cloned(),
-            };
-            households.extend(household);
+            match self.records.get(&(RecordType::Household, h.clone())) {
+                Some(Some(stored)) => match written_h.get(h.as_str()) {
+                    Some(row) => households.push(row),
+                    None => held_households.push(stored.household_row_for_tally(now)?),
+                },
+                Some(None) => {}
+                None => households.extend(self.bundle_households.get(h)),
+            }
             // As `overlay`, without building merge states: rows this write did not touch as
             // read, then the members it left naming this household.
             for row in rows {
                 if !self.records.contains_key(&(RecordType::Member, row.id.clone())) {
-                    members.push(row.clone());
+                    members.push(row);
                 }
             }
             for id in self.members_by_household.get(h).into_iter().flatten() {
                 if let Some(Some(m)) = self.records.get(&(RecordType::Member, id.clone())) {
-                    members.push(m.member_row_for_tally(now)?);
+                    match written_m.get(id.as_str()) {
+                        Some(row) => members.push(row),
+                        None => held_members.push(m.member_row_for_tally(now)?),
+                    }
                 }
             }
         }
-        if !unknown.is_empty() {
-            let (hs, ms) = db::tallies::bundles(conn, &unknown, false)?;
-            households.extend(hs);
-            members.extend(ms);
-        }
-        Ok(tallies::of_bundles(&households, &members))
+        let (read_households, read_members) = if unknown.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            db::tallies::bundles(conn, &unknown, false)?
+        };
+        Ok(tallies::of_bundles(
+            households
+                .into_iter()
+                .chain(&held_households)
+                .chain(&read_households),
+            members.into_iter().chain(&held_members).chain(&read_members),
+        ))
     }
 
     /// Locks a household bundle and records what it counts, before its first change in this
@@ -483,7 +508,7 @@ impl<'a> Batch<'a> {
         db::records::upsert_members(conn, &members)?;
         if !self.touched.is_empty() {
             let ids: Vec<String> = std::mem::take(&mut self.touched).into_iter().collect();
-            let after = self.counted_after(conn, &ids)?;
+            let after = self.counted_after(conn, &ids, &households, &members)?;
             let delta = Tally::delta(&std::mem::take(&mut self.counted_before), &after);
             db::tallies::add_to_villages(conn, &delta)?;
         }
