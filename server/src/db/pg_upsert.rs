@@ -33,7 +33,7 @@ pub fn households(conn: &mut PgConnection, rows: &[HouseholdRow]) -> QueryResult
 
 /// A query bound to arrays it owns (diesel borrows binds for as long as the query lives).
 macro_rules! array_query {
-    ($name:ident { $($col:ident: $elem:ty => $st:ty),* $(,)? }, $insert:expr, $on_conflict:expr) => {
+    ($name:ident, $table:literal { $($col:ident: $elem:ty => $st:ty),* $(,)? }, $on_conflict:expr) => {
         struct $name<'a> {
             $($col: Vec<$elem>,)*
         }
@@ -45,8 +45,17 @@ macro_rules! array_query {
 
         impl QueryFragment<Pg> for $name<'_> {
             fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-                out.push_sql($insert);
-                out.push_sql(" SELECT * FROM unnest(");
+                // The column list comes from the same names as the arrays, so the two cannot
+                // fall out of order (a swap of two text columns would still type-check).
+                out.push_sql(concat!("INSERT INTO ", $table, " ("));
+                let mut first = true;
+                $(
+                    if !std::mem::take(&mut first) {
+                        out.push_sql(", ");
+                    }
+                    out.push_sql(stringify!($col));
+                )*
+                out.push_sql(") SELECT * FROM unnest(");
                 let mut first = true;
                 $(
                     if !std::mem::take(&mut first) {
@@ -69,7 +78,7 @@ macro_rules! array_query {
 }
 
 array_query!(
-    MemberUpsert {
+    MemberUpsert, "members" {
         id: &'a str => Text,
         household_id: &'a str => Text,
         village_id: Option<&'a str> => Nullable<Text>,
@@ -89,10 +98,6 @@ array_query!(
         created_us: i64 => BigInt,
         updated_us: i64 => BigInt,
     },
-    "INSERT INTO members (id, household_id, village_id, full_name, birth_year, sex, \
-     owns_smartphone, has_transaction_account, vneid_level2, uses_online_public_services, \
-     uses_cashless_payment, has_digital_signature, version, clocks, pushed_by, deleted_us, \
-     created_us, updated_us)",
     "ON CONFLICT (id) DO UPDATE SET household_id = excluded.household_id, \
      village_id = excluded.village_id, full_name = excluded.full_name, \
      birth_year = excluded.birth_year, sex = excluded.sex, \
@@ -133,7 +138,7 @@ impl<'a> MemberUpsert<'a> {
 }
 
 array_query!(
-    HouseholdUpsert {
+    HouseholdUpsert, "households" {
         id: &'a str => Text,
         village_id: &'a str => Text,
         head_name: &'a str => Text,
@@ -146,8 +151,6 @@ array_query!(
         created_us: i64 => BigInt,
         updated_us: i64 => BigInt,
     },
-    "INSERT INTO households (id, village_id, head_name, address, fixed_broadband, surveyed_on, \
-     version, clocks, deleted_us, created_us, updated_us)",
     "ON CONFLICT (id) DO UPDATE SET village_id = excluded.village_id, \
      head_name = excluded.head_name, address = excluded.address, \
      fixed_broadband = excluded.fixed_broadband, surveyed_on = excluded.surveyed_on, \
@@ -171,5 +174,28 @@ impl<'a> HouseholdUpsert<'a> {
             created_us: rows.iter().map(|h| h.created_us).collect(),
             updated_us: rows.iter().map(|h| h.updated_us).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_name_each_column_once_in_array_order() {
+        let sql = diesel::debug_query::<Pg, _>(&HouseholdUpsert::of(&[])).to_string();
+        let expected = "INSERT INTO households (id, village_id, head_name, address, fixed_broadband, \
+                        surveyed_on, version, clocks, deleted_us, created_us, updated_us) \
+                        SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                        ON CONFLICT (id) DO UPDATE SET village_id = excluded.village_id,";
+        assert!(sql.starts_with(expected), "{sql}");
+        let sql = diesel::debug_query::<Pg, _>(&MemberUpsert::of(&[])).to_string();
+        assert!(
+            sql.starts_with(
+                "INSERT INTO members (id, household_id, village_id, full_name, birth_year, sex, "
+            ),
+            "{sql}"
+        );
+        assert!(sql.contains("unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT"), "{sql}");
     }
 }
