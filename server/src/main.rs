@@ -9,8 +9,9 @@ fn main() -> std::process::ExitCode {
 }
 
 /// mimalloc keeps freed pages for `purge_delay` ms (10) before handing them back; with 256
-/// phones that held 165-200 MB resident against 120-135 MB purging at once, at the same
-/// throughput (docs/benchmarks.md). `MIMALLOC_PURGE_DELAY` set in the environment still wins.
+/// phones that held 160-200 MB resident against 120-150 MB purging at once. Purging at once
+/// costs about 15 % of the server's CPU while pushing (page faults; docs/benchmarks.md): memory
+/// is the target here. `MIMALLOC_PURGE_DELAY` set in the environment still wins.
 fn purge_freed_memory_at_once() {
     /// `mi_option_purge_delay` in mimalloc 2's `mi_option_t` (libmimalloc-sys names no constant).
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
