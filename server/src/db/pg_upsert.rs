@@ -14,6 +14,7 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel::{PgConnection, QueryResult, RunQueryDsl};
+use std::sync::LazyLock;
 
 /// Upserts member rows in one statement (every column but the id and creation time replaced).
 pub fn members(conn: &mut PgConnection, rows: &[MemberRow]) -> QueryResult<()> {
@@ -31,11 +32,27 @@ pub fn households(conn: &mut PgConnection, rows: &[HouseholdRow]) -> QueryResult
     HouseholdUpsert::of(rows).execute(conn).map(drop)
 }
 
+/// Columns an upsert never replaces: the key it conflicts on and the creation time.
+const KEPT_ON_CONFLICT: [&str; 2] = ["id", "created_us"];
+
 /// A query bound to arrays it owns (diesel borrows binds for as long as the query lives).
-macro_rules! array_query {
-    ($name:ident, $table:literal { $($col:ident: $elem:ty => $st:ty),* $(,)? }, $on_conflict:expr) => {
+/// Each column is declared once (name, Rust element, SQL type, how to read it from a row): the
+/// INSERT list, the arrays and the ON CONFLICT update list are all generated from it, so they
+/// cannot fall out of order or miss a column (a swap of two text columns would type-check).
+macro_rules! array_upsert {
+    ($name:ident, $table:literal, $row:ty {
+        $($col:ident: $elem:ty => $st:ty = $get:expr),* $(,)?
+    }) => {
         struct $name<'a> {
             $($col: Vec<$elem>,)*
+        }
+
+        impl<'a> $name<'a> {
+            fn of(rows: &'a [$row]) -> Self {
+                Self {
+                    $($col: rows.iter().map($get).collect(),)*
+                }
+            }
         }
 
         impl QueryId for $name<'_> {
@@ -45,17 +62,20 @@ macro_rules! array_query {
 
         impl QueryFragment<Pg> for $name<'_> {
             fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-                // The column list comes from the same names as the arrays, so the two cannot
-                // fall out of order (a swap of two text columns would still type-check).
-                out.push_sql(concat!("INSERT INTO ", $table, " ("));
-                let mut first = true;
-                $(
-                    if !std::mem::take(&mut first) {
-                        out.push_sql(", ");
-                    }
-                    out.push_sql(stringify!($col));
-                )*
-                out.push_sql(") SELECT * FROM unnest(");
+                // Built once per statement type: diesel walks the query on every execution.
+                static INSERT: LazyLock<String> = LazyLock::new(|| {
+                    let columns = [$(stringify!($col)),*];
+                    format!("INSERT INTO {} ({}) SELECT * FROM unnest(", $table, columns.join(", "))
+                });
+                static UPDATE: LazyLock<String> = LazyLock::new(|| {
+                    let replaced: Vec<String> = [$(stringify!($col)),*]
+                        .iter()
+                        .filter(|c| !KEPT_ON_CONFLICT.contains(c))
+                        .map(|c| format!("{c} = excluded.{c}"))
+                        .collect();
+                    format!(") ON CONFLICT (id) DO UPDATE SET {}", replaced.join(", "))
+                });
+                out.push_sql(&INSERT);
                 let mut first = true;
                 $(
                     if !std::mem::take(&mut first) {
@@ -63,8 +83,7 @@ macro_rules! array_query {
                     }
                     out.push_bind_param::<Array<$st>, _>(&self.$col)?;
                 )*
-                out.push_sql(") ");
-                out.push_sql($on_conflict);
+                out.push_sql(&UPDATE);
                 Ok(())
             }
         }
@@ -77,105 +96,40 @@ macro_rules! array_query {
     };
 }
 
-array_query!(
-    MemberUpsert, "members" {
-        id: &'a str => Text,
-        household_id: &'a str => Text,
-        village_id: Option<&'a str> => Nullable<Text>,
-        full_name: &'a str => Text,
-        birth_year: i32 => Integer,
-        sex: Option<&'a str> => Nullable<Text>,
-        owns_smartphone: &'a str => Text,
-        has_transaction_account: &'a str => Text,
-        vneid_level2: &'a str => Text,
-        uses_online_public_services: &'a str => Text,
-        uses_cashless_payment: &'a str => Text,
-        has_digital_signature: &'a str => Text,
-        version: i64 => BigInt,
-        clocks: &'a str => Text,
-        pushed_by: Option<&'a str> => Nullable<Text>,
-        deleted_us: Option<i64> => Nullable<BigInt>,
-        created_us: i64 => BigInt,
-        updated_us: i64 => BigInt,
-    },
-    "ON CONFLICT (id) DO UPDATE SET household_id = excluded.household_id, \
-     village_id = excluded.village_id, full_name = excluded.full_name, \
-     birth_year = excluded.birth_year, sex = excluded.sex, \
-     owns_smartphone = excluded.owns_smartphone, \
-     has_transaction_account = excluded.has_transaction_account, \
-     vneid_level2 = excluded.vneid_level2, \
-     uses_online_public_services = excluded.uses_online_public_services, \
-     uses_cashless_payment = excluded.uses_cashless_payment, \
-     has_digital_signature = excluded.has_digital_signature, version = excluded.version, \
-     clocks = excluded.clocks, pushed_by = excluded.pushed_by, deleted_us = excluded.deleted_us, \
-     updated_us = excluded.updated_us"
-);
+array_upsert!(MemberUpsert, "members", MemberRow {
+    id: &'a str => Text = |m| m.id.as_str(),
+    household_id: &'a str => Text = |m| m.household_id.as_str(),
+    village_id: Option<&'a str> => Nullable<Text> = |m| m.village_id.as_deref(),
+    full_name: &'a str => Text = |m| m.full_name.as_str(),
+    birth_year: i32 => Integer = |m| m.birth_year,
+    sex: Option<&'a str> => Nullable<Text> = |m| m.sex.as_deref(),
+    owns_smartphone: &'a str => Text = |m| m.owns_smartphone.as_str(),
+    has_transaction_account: &'a str => Text = |m| m.has_transaction_account.as_str(),
+    vneid_level2: &'a str => Text = |m| m.vneid_level2.as_str(),
+    uses_online_public_services: &'a str => Text = |m| m.uses_online_public_services.as_str(),
+    uses_cashless_payment: &'a str => Text = |m| m.uses_cashless_payment.as_str(),
+    has_digital_signature: &'a str => Text = |m| m.has_digital_signature.as_str(),
+    version: i64 => BigInt = |m| m.version,
+    clocks: &'a str => Text = |m| m.clocks.as_str(),
+    pushed_by: Option<&'a str> => Nullable<Text> = |m| m.pushed_by.as_deref(),
+    deleted_us: Option<i64> => Nullable<BigInt> = |m| m.deleted_us,
+    created_us: i64 => BigInt = |m| m.created_us,
+    updated_us: i64 => BigInt = |m| m.updated_us,
+});
 
-impl<'a> MemberUpsert<'a> {
-    fn of(rows: &'a [MemberRow]) -> Self {
-        let col = |f: fn(&'a MemberRow) -> &'a str| rows.iter().map(f).collect::<Vec<_>>();
-        Self {
-            id: col(|m| &m.id),
-            household_id: col(|m| &m.household_id),
-            village_id: rows.iter().map(|m| m.village_id.as_deref()).collect(),
-            full_name: col(|m| &m.full_name),
-            birth_year: rows.iter().map(|m| m.birth_year).collect(),
-            sex: rows.iter().map(|m| m.sex.as_deref()).collect(),
-            owns_smartphone: col(|m| &m.owns_smartphone),
-            has_transaction_account: col(|m| &m.has_transaction_account),
-            vneid_level2: col(|m| &m.vneid_level2),
-            uses_online_public_services: col(|m| &m.uses_online_public_services),
-            uses_cashless_payment: col(|m| &m.uses_cashless_payment),
-            has_digital_signature: col(|m| &m.has_digital_signature),
-            version: rows.iter().map(|m| m.version).collect(),
-            clocks: col(|m| &m.clocks),
-            pushed_by: rows.iter().map(|m| m.pushed_by.as_deref()).collect(),
-            deleted_us: rows.iter().map(|m| m.deleted_us).collect(),
-            created_us: rows.iter().map(|m| m.created_us).collect(),
-            updated_us: rows.iter().map(|m| m.updated_us).collect(),
-        }
-    }
-}
-
-array_query!(
-    HouseholdUpsert, "households" {
-        id: &'a str => Text,
-        village_id: &'a str => Text,
-        head_name: &'a str => Text,
-        address: Option<&'a str> => Nullable<Text>,
-        fixed_broadband: &'a str => Text,
-        surveyed_on: Option<&'a str> => Nullable<Text>,
-        version: i64 => BigInt,
-        clocks: &'a str => Text,
-        deleted_us: Option<i64> => Nullable<BigInt>,
-        created_us: i64 => BigInt,
-        updated_us: i64 => BigInt,
-    },
-    "ON CONFLICT (id) DO UPDATE SET village_id = excluded.village_id, \
-     head_name = excluded.head_name, address = excluded.address, \
-     fixed_broadband = excluded.fixed_broadband, surveyed_on = excluded.surveyed_on, \
-     version = excluded.version, clocks = excluded.clocks, deleted_us = excluded.deleted_us, \
-     updated_us = excluded.updated_us"
-);
-
-impl<'a> HouseholdUpsert<'a> {
-    fn of(rows: &'a [HouseholdRow]) -> Self {
-        let col = |f: fn(&'a HouseholdRow) -> &'a str| rows.iter().map(f).collect::<Vec<_>>();
-        Self {
-            id: col(|h| &h.id),
-            village_id: col(|h| &h.village_id),
-            head_name: col(|h| &h.head_name),
-            address: rows.iter().map(|h| h.address.as_deref()).collect(),
-            fixed_broadband: col(|h| &h.fixed_broadband),
-            surveyed_on: rows.iter().map(|h| h.surveyed_on.as_deref()).collect(),
-            version: rows.iter().map(|h| h.version).collect(),
-            clocks: col(|h| &h.clocks),
-            deleted_us: rows.iter().map(|h| h.deleted_us).collect(),
-            created_us: rows.iter().map(|h| h.created_us).collect(),
-            updated_us: rows.iter().map(|h| h.updated_us).collect(),
-        }
-    }
-}
+array_upsert!(HouseholdUpsert, "households", HouseholdRow {
+    id: &'a str => Text = |h| h.id.as_str(),
+    village_id: &'a str => Text = |h| h.village_id.as_str(),
+    head_name: &'a str => Text = |h| h.head_name.as_str(),
+    address: Option<&'a str> => Nullable<Text> = |h| h.address.as_deref(),
+    fixed_broadband: &'a str => Text = |h| h.fixed_broadband.as_str(),
+    surveyed_on: Option<&'a str> => Nullable<Text> = |h| h.surveyed_on.as_deref(),
+    version: i64 => BigInt = |h| h.version,
+    clocks: &'a str => Text = |h| h.clocks.as_str(),
+    deleted_us: Option<i64> => Nullable<BigInt> = |h| h.deleted_us,
+    created_us: i64 => BigInt = |h| h.created_us,
+    updated_us: i64 => BigInt = |h| h.updated_us,
+});
 
 #[cfg(test)]
 mod tests {
