@@ -14,7 +14,7 @@ export HAMLET_TEST_PG_URL
 
 cargo build --bin hamlet
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run -p hamlet-tests --test crash --no-capture
+  cargo nextest run -p hamlet-tests --test e2e --no-capture -E 'test(/^crash::/)'
 else
-  cargo test -p hamlet-tests --test crash -- --nocapture --test-threads=1
+  cargo test -p hamlet-tests --test e2e -- --nocapture --test-threads=1 crash::
 fi

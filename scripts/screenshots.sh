@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/browser-up.sh
-HAMLET_SCREENSHOTS_DIR="$PWD/docs/img" cargo test -p hamlet-tests --test dashboard -- --exact sqlite::dashboard_in_a_browser
+HAMLET_SCREENSHOTS_DIR="$PWD/docs/img" cargo test -p hamlet-tests --test e2e -- --exact dashboard::sqlite::dashboard_in_a_browser

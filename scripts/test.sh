@@ -13,9 +13,9 @@ scripts/browser-up.sh
 HAMLET_SCHEMATHESIS="$(scripts/schemathesis-up.sh)"
 export HAMLET_SCHEMATHESIS
 
-# One command for both, so the workspace's features are resolved once and the test build reuses
-# these artifacts.
-cargo build --bin hamlet --bin hamlet-client --bin hamlet-load
+# The workspace's binaries with the workspace's features (as the test build resolves them), so
+# the test build reuses these artifacts instead of building the server a second time.
+cargo build --workspace --bins
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else
