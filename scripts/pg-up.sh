@@ -41,8 +41,14 @@ DO \$\$ BEGIN
 END \$\$;
 SQL
 
-# Throwaway databases left by interrupted runs.
+# Throwaway databases left by interrupted runs: `hamlet_t_<pid>_<uuid>`, dropped only when that
+# test process is gone, so a test run going on beside this script keeps its databases.
 for db in $(as_postgres psql -p "$PORT" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'hamlet\_t\_%'"); do
+  pid="${db#hamlet_t_}"
+  pid="${pid%%_*}"
+  if [[ "$pid" =~ ^[0-9]+$ ]] && [ -d "/proc/$pid" ]; then
+    continue
+  fi
   as_postgres psql -q -p "$PORT" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 done
 

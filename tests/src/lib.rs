@@ -90,7 +90,13 @@ impl TestDb {
                 }
             }
             Backend::Postgres => {
-                let name = format!("hamlet_t_{}", uuid::Uuid::new_v4().simple());
+                // The test process's id in the name: scripts/pg-up.sh drops leftovers of
+                // processes that are gone, never a running test's database.
+                let name = format!(
+                    "hamlet_t_{}_{}",
+                    std::process::id(),
+                    uuid::Uuid::new_v4().simple()
+                );
                 pg_admin(&format!("CREATE DATABASE {name}"));
                 Self {
                     url: with_database(&pg_admin_url(), &name),
