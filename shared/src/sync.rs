@@ -77,10 +77,12 @@ pub struct Rejection {
 const MUTATION_KEYS: [&str; 7] = ["mutation_id", "type", "id", "op", "base_version", "hlc", "fields"];
 
 /// Parses one raw mutation of `device`. Every problem is reported, not just the first.
-pub fn parse_mutation(raw: &Value, device: Uuid) -> Result<Mutation, Rejection> {
+/// Takes the value, so that its fields are moved into the mutation rather than copied.
+pub fn parse_mutation(raw: Value, device: Uuid) -> Result<Mutation, Rejection> {
     let mut errors = Vec::new();
     let id_text = raw.get("id").and_then(Value::as_str).map(str::to_owned);
-    let Some(obj) = raw.as_object() else {
+    let mutation_id = mutation_id_of(&raw).unwrap_or_default();
+    let Value::Object(mut obj) = raw else {
         return Err(Rejection {
             id: None,
             errors: vec![ErrorDetail::record(
@@ -96,7 +98,6 @@ pub fn parse_mutation(raw: &Value, device: Uuid) -> Result<Mutation, Rejection> 
             format!("mutations have no {key:?}"),
         ));
     }
-    let mutation_id = mutation_id_of(raw).unwrap_or_default();
     let record_type = match obj
         .get("type")
         .and_then(Value::as_str)
@@ -169,8 +170,8 @@ pub fn parse_mutation(raw: &Value, device: Uuid) -> Result<Mutation, Rejection> 
             None
         }
     };
-    let fields = match (op, obj.get("fields")) {
-        (Some(Op::Upsert), Some(Value::Object(f))) => f.clone(),
+    let fields = match (op, obj.remove("fields")) {
+        (Some(Op::Upsert), Some(Value::Object(f))) => f,
         (Some(Op::Upsert), _) => {
             errors.push(ErrorDetail::field(
                 "fields",
@@ -180,7 +181,7 @@ pub fn parse_mutation(raw: &Value, device: Uuid) -> Result<Mutation, Rejection> 
             Map::new()
         }
         (Some(Op::Delete), None | Some(Value::Null)) => Map::new(),
-        (Some(Op::Delete), Some(Value::Object(f))) if f.is_empty() => Map::new(),
+        (Some(Op::Delete), Some(Value::Object(f))) if f.is_empty() => f,
         (Some(Op::Delete), Some(_)) => {
             errors.push(ErrorDetail::field(
                 "fields",
@@ -370,7 +371,7 @@ mod tests {
         let raw = json!({ "mutation_id": 41, "type": "household", "id": "01a20754-270d-72ee-9b9c-3ae28999a980",
             "op": "upsert", "base_version": 3, "hlc": format!("2026-11-20T08:15:00.123Z/0005/{DEV}"),
             "fields": { "head_name": "A" } });
-        let m = parse_mutation(&raw, dev()).unwrap();
+        let m = parse_mutation(raw.clone(), dev()).unwrap();
         assert_eq!((m.mutation_id, m.base_version, m.op), (41, 3, Op::Upsert));
         assert_eq!(m.to_json(), raw);
     }
@@ -379,7 +380,7 @@ mod tests {
     fn reports_every_problem() {
         let raw =
             json!({ "mutation_id": 1, "type": "cow", "id": "nope", "op": "merge", "hlc": "x", "extra": 1 });
-        let r = parse_mutation(&raw, dev()).unwrap_err();
+        let r = parse_mutation(raw, dev()).unwrap_err();
         assert_eq!(r.id.as_deref(), Some("nope"));
         let fields: Vec<_> = r.errors.iter().map(|e| e.field.clone().unwrap()).collect();
         for f in ["extra", "type", "id", "op", "hlc"] {
@@ -388,12 +389,12 @@ mod tests {
         let other_node = json!({ "mutation_id": 1, "type": "member", "id": "01a20754-270d-72ee-9b9c-3ae28999a980",
             "op": "delete", "hlc": "2026-11-20T08:15:00.123Z/0005/01a20754-270d-72ee-9b9c-3ae28999a980" });
         assert_eq!(
-            parse_mutation(&other_node, dev()).unwrap_err().errors[0]
+            parse_mutation(other_node, dev()).unwrap_err().errors[0]
                 .field
                 .as_deref(),
             Some("hlc")
         );
-        assert!(parse_mutation(&json!(5), dev()).is_err());
+        assert!(parse_mutation(json!(5), dev()).is_err());
         assert_eq!(mutation_id_of(&json!({ "mutation_id": 0 })), None);
         assert_eq!(mutation_id_of(&json!({ "mutation_id": "3" })), None);
     }

@@ -31,13 +31,22 @@ use serde::Deserialize;
 pub async fn push(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<PushRequest>,
+    body: web::Json<push_service::PushBody>,
 ) -> AppResult<web::Json<PushResponse>> {
-    let req = body.into_inner();
-    push_service::check_envelope(&principal, &req, state.sync.max_mutations)?;
+    // The raw text is dropped once parsed: a push's memory is its parsed mutations only.
+    let (device_id, mutations) = {
+        let body = body.into_inner();
+        (
+            body.device_id,
+            push_service::parse_body(&body, principal.device_id),
+        )
+    };
+    push_service::check_envelope(&principal, device_id, &mutations, state.sync.max_mutations)?;
     let ctx = push_service::context(principal, state.sync.max_clock_skew_secs * 1000);
     Ok(web::Json(
-        state.db(move |conn| push_service::push(conn, &ctx, &req)).await?,
+        state
+            .db(move |conn| push_service::push(conn, &ctx, &mutations))
+            .await?,
     ))
 }
 

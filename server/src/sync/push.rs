@@ -12,39 +12,111 @@ use crate::error::{AppError, AppResult};
 use foldhash::{HashMap, HashMapExt, HashSet};
 use hamlet_shared::records::validate_fields_by_spec;
 use hamlet_shared::sync::{
-    Mutation, MutationResult, MutationStatus, Op, PushRequest, PushResponse, PushSummary, Rejection,
-    mutation_id_of, parse_mutation,
+    Mutation, MutationResult, MutationStatus, Op, PushResponse, PushSummary, Rejection, mutation_id_of,
+    parse_mutation,
 };
 use hamlet_shared::{ErrorCode, ErrorDetail, RecordType, UnitLevel};
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::BTreeSet;
 use uuid::Uuid;
 
 /// How often a push transaction is retried after losing a race with another one.
 const MAX_ATTEMPTS: u32 = 5;
 
+/// The push body as the server reads it (the contract's `PushRequest`): each mutation is kept
+/// as its JSON text and parsed on its own, so that one the server cannot represent (a number
+/// beyond the range of a float, say) is rejected alone instead of failing the whole request.
+#[derive(Debug, Deserialize)]
+pub struct PushBody {
+    pub device_id: Uuid,
+    pub mutations: Vec<Box<RawValue>>,
+}
+
+/// One mutation of a push, parsed once (the transaction may run more than once).
+pub struct Incoming {
+    /// `None` when it is not a positive integer: the envelope check refuses the request.
+    mutation_id: Option<i64>,
+    parsed: Result<Mutation, Rejection>,
+}
+
+impl Incoming {
+    /// The idempotency key, once [`check_envelope`] has passed.
+    fn key(&self) -> i64 {
+        self.mutation_id.unwrap_or_default()
+    }
+
+    /// Parses one mutation of `device`'s push.
+    fn parse(raw: &RawValue, device: Uuid) -> Self {
+        match serde_json::from_str::<Value>(raw.get()) {
+            Ok(value) => Self {
+                mutation_id: mutation_id_of(&value),
+                parsed: parse_mutation(value, device),
+            },
+            Err(e) => {
+                // Not representable as a JSON tree: what the envelope and the answer need is
+                // read leniently (every other key skipped unread).
+                #[derive(Deserialize)]
+                struct Key {
+                    mutation_id: Option<i64>,
+                }
+                #[derive(Deserialize)]
+                struct Id {
+                    id: Option<String>,
+                }
+                let key = serde_json::from_str::<Key>(raw.get()).ok();
+                let id = serde_json::from_str::<Id>(raw.get()).ok().and_then(|i| i.id);
+                Self {
+                    mutation_id: key.and_then(|k| k.mutation_id).filter(|id| *id > 0),
+                    parsed: Err(Rejection {
+                        id,
+                        errors: vec![ErrorDetail::record(
+                            ErrorCode::InvalidFormat,
+                            format!("this mutation cannot be read: {e}"),
+                        )],
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Parses every mutation of a push body.
+pub fn parse_body(body: &PushBody, device: Uuid) -> Vec<Incoming> {
+    body.mutations
+        .iter()
+        .map(|raw| Incoming::parse(raw, device))
+        .collect()
+}
+
 /// Envelope rules: device, role, size and mutation ids. Any failure refuses the whole request.
-pub fn check_envelope(principal: &Principal, req: &PushRequest, max_mutations: usize) -> AppResult<()> {
+pub fn check_envelope(
+    principal: &Principal,
+    device_id: Uuid,
+    mutations: &[Incoming],
+    max_mutations: usize,
+) -> AppResult<()> {
     crate::auth::authz::require_role(principal, Action::Push)?;
-    if req.device_id != principal.device_id {
+    if device_id != principal.device_id {
         return Err(AppError::Forbidden(
             "device_id is not the device of this session".to_owned(),
         ));
     }
-    if req.mutations.len() > max_mutations {
+    if mutations.len() > max_mutations {
         return Err(AppError::invalid(ErrorDetail::field(
             "mutations",
             ErrorCode::OutOfRange,
             format!(
                 "at most {max_mutations} mutations per push, got {}",
-                req.mutations.len()
+                mutations.len()
             ),
         )));
     }
     let mut details = Vec::new();
     let mut last = 0;
-    for (i, raw) in req.mutations.iter().enumerate() {
-        match mutation_id_of(raw) {
+    for (i, m) in mutations.iter().enumerate() {
+        match m.mutation_id {
             None => details.push(ErrorDetail::field(
                 format!("mutations[{i}].mutation_id"),
                 ErrorCode::InvalidValue,
@@ -65,22 +137,14 @@ pub fn check_envelope(principal: &Principal, req: &PushRequest, max_mutations: u
     }
 }
 
-/// Runs a whole push, retrying the transaction when it lost a race (deadlock, a concurrent
-/// replay of the same batch, a busy SQLite).
-pub fn push(conn: &mut DbConn, ctx: &Ctx, req: &PushRequest) -> AppResult<PushResponse> {
+/// Runs a whole push (mutations that passed [`check_envelope`]), retrying the transaction when
+/// it lost a race (deadlock, a concurrent replay of the same batch, a busy SQLite).
+pub fn push(conn: &mut DbConn, ctx: &Ctx, incoming: &[Incoming]) -> AppResult<PushResponse> {
     authorize(conn, &ctx.principal, Action::Push)?;
-    let incoming: Vec<Incoming> = req
-        .mutations
-        .iter()
-        .map(|raw| Incoming {
-            mutation_id: mutation_id_of(raw).unwrap_or_default(),
-            parsed: parse_mutation(raw, ctx.principal.device_id),
-        })
-        .collect();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = crate::db::tx::write(conn, |conn| run_batch(conn, ctx, &incoming));
+        let result = crate::db::tx::write(conn, |conn| run_batch(conn, ctx, incoming));
         match result {
             Err(AppError::Contention(_) | AppError::Conflict(_)) if attempt < MAX_ATTEMPTS => {
                 std::thread::sleep(std::time::Duration::from_millis(10 * u64::from(attempt)));
@@ -91,17 +155,10 @@ pub fn push(conn: &mut DbConn, ctx: &Ctx, req: &PushRequest) -> AppResult<PushRe
     }
 }
 
-/// One mutation of a push, parsed once (the transaction may run more than once).
-struct Incoming {
-    /// Checked with the envelope: positive and increasing.
-    mutation_id: i64,
-    parsed: Result<Mutation, Rejection>,
-}
-
 fn run_batch(conn: &mut DbConn, ctx: &Ctx, mutations: &[Incoming]) -> AppResult<PushResponse> {
     let device = ctx.principal.device_id.to_string();
     db::sync::lock_device(conn, &device)?;
-    let ids: Vec<i64> = mutations.iter().map(|m| m.mutation_id).collect();
+    let ids: Vec<i64> = mutations.iter().map(Incoming::key).collect();
     let mut seen: HashMap<i64, StoredResult> = HashMap::new();
     if let (Some(&first), Some(&last)) = (ids.iter().min(), ids.iter().max()) {
         let wanted: HashSet<i64> = ids.iter().copied().collect();
@@ -119,7 +176,7 @@ fn run_batch(conn: &mut DbConn, ctx: &Ctx, mutations: &[Incoming]) -> AppResult<
     let mut summary = PushSummary::default();
     let mut stored = Vec::new();
     for incoming in mutations {
-        let mutation_id = incoming.mutation_id;
+        let mutation_id = incoming.key();
         let result = match seen.remove(&mutation_id) {
             Some(first) => first.replay(),
             None => {
@@ -247,7 +304,7 @@ impl<'a> Batch<'a> {
         let mut member_ids = BTreeSet::new();
         let mut bundle_ids = BTreeSet::new();
         for incoming in mutations {
-            if seen.contains_key(&incoming.mutation_id) {
+            if seen.contains_key(&incoming.key()) {
                 continue;
             }
             let Ok(m) = &incoming.parsed else {
@@ -639,7 +696,7 @@ impl<'a> Batch<'a> {
     }
 
     fn process(&mut self, conn: &mut DbConn, incoming: &Incoming) -> AppResult<MutationResult> {
-        let mutation_id = incoming.mutation_id;
+        let mutation_id = incoming.key();
         let m = match &incoming.parsed {
             Ok(m) => m,
             Err(r) => return Ok(rejected(mutation_id, r.id.clone(), r.errors.clone())),
