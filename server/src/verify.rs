@@ -105,12 +105,9 @@ fn expected_tallies(conn: &mut DbConn) -> AppResult<(Tally, Tally)> {
 }
 
 fn compare(table: &str, stored: &Tally, expected: &Tally, report: &mut VerifyReport) {
-    let keys: std::collections::BTreeSet<_> = stored.0.keys().chain(expected.0.keys()).collect();
+    let keys: std::collections::BTreeSet<_> = stored.iter().chain(expected.iter()).map(|(k, _)| k).collect();
     for k in keys {
-        let (s, e) = (
-            stored.0.get(k).copied().unwrap_or_default(),
-            expected.0.get(k).copied().unwrap_or_default(),
-        );
+        let (s, e) = (stored.get(k), expected.get(k));
         if s != e {
             report.tally_differences += 1;
             if report.problems.len() < 2 * MAX_LISTED {

@@ -175,9 +175,9 @@ fn main() {
                 .push(r.ancestor_id.as_str());
         }
     }
-    for (k, c) in &village_tally.0 {
-        for a in above.get(k.unit.as_str()).into_iter().flatten() {
-            unit_tally.add(a, &k.metric, k.birth_year, *c);
+    for (k, c) in village_tally.iter() {
+        for a in above.get(k.unit).into_iter().flatten() {
+            unit_tally.add(a, k.metric, k.birth_year, c);
         }
     }
     hamlet_server::db::tallies::replace_all(&mut conn, &village_tally, &unit_tally).unwrap();
@@ -207,9 +207,9 @@ fn main() {
     drop(conn);
     println!(
         "counters: {} village rows, {} unit rows, {} unfolded deltas, written in {:.1?}",
-        village_tally.0.len(),
-        unit_tally.0.len(),
-        tail.0.len(),
+        village_tally.len(),
+        unit_tally.len(),
+        tail.len(),
         t.elapsed()
     );
 

@@ -882,7 +882,6 @@ fn old_rows_survive_the_compact_sync_migration(backend: Backend) {
     let counted = db::tallies::all_villages(&mut conn).unwrap();
     let count = |metric: &str, year: i32| {
         counted
-            .0
             .iter()
             .find(|(k, _)| k.unit == village && k.metric == metric && k.birth_year == year)
             .map(|(_, c)| (c.yes, c.no, c.unknown))

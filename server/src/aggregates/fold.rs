@@ -49,32 +49,26 @@ pub fn lock(conn: &mut DbConn) -> AppResult<()> {
 /// Folds, in the caller's transaction, which must hold the fold lock.
 pub fn fold_locked(conn: &mut DbConn) -> AppResult<usize> {
     let deltas = db::tallies::take_deltas(conn)?;
-    if deltas.0.is_empty() {
+    if deltas.is_empty() {
         return Ok(0);
     }
     db::tallies::fold_into_villages(conn, &deltas)?;
     let units = roll_up(conn, &deltas)?;
     db::tallies::add_to_units(conn, &units)?;
-    Ok(deltas.0.len())
+    Ok(deltas.len())
 }
 
 /// Village-keyed counts re-keyed to every unit above each village (the village itself excluded).
 pub fn roll_up(conn: &mut DbConn, villages: &Tally) -> AppResult<Tally> {
-    let ids: Vec<String> = villages
-        .0
-        .keys()
-        .map(|k| k.unit.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let ids: Vec<String> = villages.units().map(str::to_owned).collect();
     let mut above: HashMap<String, Vec<String>> = HashMap::new();
     for (village, ancestor) in db::tallies::ancestors_above(conn, &ids)? {
         above.entry(village).or_default().push(ancestor);
     }
     let mut units = Tally::default();
-    for (k, c) in &villages.0 {
-        for ancestor in above.get(&k.unit).into_iter().flatten() {
-            units.add(ancestor, &k.metric, k.birth_year, *c);
+    for (k, c) in villages.iter() {
+        for ancestor in above.get(k.unit).into_iter().flatten() {
+            units.add(ancestor, k.metric, k.birth_year, c);
         }
     }
     Ok(units.without_zeros())

@@ -94,11 +94,11 @@ fn ratio(num: i64, den: i64) -> Option<f64> {
 /// Indicators of one unit from its tally rows (the rows' unit is ignored).
 pub fn indicators(t: &Tally, reference_year: i32, adult_age: i32) -> (i64, i64, Vec<Indicator>) {
     let mut by_metric: HashMap<(&str, bool), Count> = HashMap::new();
-    for (k, c) in &t.0 {
+    for (k, c) in t.iter() {
         let adult = k.birth_year != NO_BIRTH_YEAR && reference_year - k.birth_year >= adult_age;
-        by_metric.entry((k.metric.as_str(), false)).or_default().add(*c);
+        by_metric.entry((k.metric, false)).or_default().add(c);
         if adult {
-            by_metric.entry((k.metric.as_str(), true)).or_default().add(*c);
+            by_metric.entry((k.metric, true)).or_default().add(c);
         }
     }
     let get = |metric: &str, adults: bool| by_metric.get(&(metric, adults)).copied().unwrap_or_default();
@@ -135,20 +135,17 @@ pub fn tallies_of(conn: &mut DbConn, units: &[Unit]) -> AppResult<HashMap<String
         units.iter().partition(|u| u.level == UnitLevel::Village);
     let villages: Vec<String> = villages.iter().map(|u| u.id.to_string()).collect();
     let others: Vec<String> = others.iter().map(|u| u.id.to_string()).collect();
-    let (mut a, b) = crate::db::tx::snapshot(conn, |conn| -> AppResult<_> {
+    let (a, b) = crate::db::tx::snapshot(conn, |conn| -> AppResult<_> {
         Ok((
             db::tallies::of_villages(conn, &villages)?,
             db::tallies::of_units(conn, &others)?,
         ))
     })?;
-    a.0.extend(b.0);
     let mut out: HashMap<String, Tally> = units
         .iter()
         .map(|u| (u.id.to_string(), Tally::default()))
         .collect();
-    for (k, c) in a.0 {
-        out.entry(k.unit.clone()).or_default().0.insert(k, c);
-    }
+    out.extend(a.into_units().chain(b.into_units()));
     Ok(out)
 }
 
@@ -231,9 +228,11 @@ impl PastTree {
             .map(|u| u.id)
             .collect();
         let mut out: HashMap<String, Tally> = roots.iter().map(|r| (r.clone(), Tally::default())).collect();
-        for (k, c) in db::tallies::of_villages(conn, &villages)?.0 {
-            if let Some(root) = owner.get(&k.unit) {
-                out.entry(root.clone()).or_default().0.insert(k, c);
+        for (k, c) in db::tallies::of_villages(conn, &villages)?.iter() {
+            if let Some(root) = owner.get(k.unit) {
+                out.entry(root.clone())
+                    .or_default()
+                    .add(k.unit, k.metric, k.birth_year, c);
             }
         }
         Ok(out)

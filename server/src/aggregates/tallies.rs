@@ -65,44 +65,114 @@ impl Count {
     }
 }
 
+/// Every metric a tally row may name: rows read back are checked against it.
+pub const METRICS: [&str; 10] = [
+    HOUSEHOLDS,
+    MEMBERS,
+    HOUSEHOLD_SMARTPHONE,
+    FIXED_BROADBAND,
+    MEMBER_TRI_FIELDS[0],
+    MEMBER_TRI_FIELDS[1],
+    MEMBER_TRI_FIELDS[2],
+    MEMBER_TRI_FIELDS[3],
+    MEMBER_TRI_FIELDS[4],
+    MEMBER_TRI_FIELDS[5],
+];
+
+/// The metric of that name, if there is one.
+pub fn metric(name: &str) -> Option<&'static str> {
+    METRICS.iter().copied().find(|m| *m == name)
+}
+
 /// Key of one tally row.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TallyKey {
-    pub unit: String,
-    pub metric: String,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TallyKey<'a> {
+    pub unit: &'a str,
+    pub metric: &'static str,
     pub birth_year: i32,
 }
 
-/// A set of tally rows; ordered by unit first, which is the order counters are written in
-/// (a fixed lock order, so two writers never deadlock on counters).
+/// A set of tally rows, by unit and then by (metric, birth year): iterated in (unit, metric,
+/// birth year) order, which is the order counters are written in (a fixed lock order, so two
+/// writers never deadlock on counters). Adding to a unit already present allocates nothing
+/// (a push counts every member seven times).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tally(pub BTreeMap<TallyKey, Count>);
+pub struct Tally(BTreeMap<String, BTreeMap<(&'static str, i32), Count>>);
 
 impl Tally {
-    pub fn add(&mut self, unit: &str, metric: &str, birth_year: i32, count: Count) {
-        let key = TallyKey {
-            unit: unit.to_owned(),
-            metric: metric.to_owned(),
-            birth_year,
+    pub fn add(&mut self, unit: &str, metric: &'static str, birth_year: i32, count: Count) {
+        let rows = match self.0.get_mut(unit) {
+            Some(rows) => rows,
+            None => self.0.entry(unit.to_owned()).or_default(),
         };
-        self.0.entry(key).or_default().add(count);
+        rows.entry((metric, birth_year)).or_default().add(count);
+    }
+
+    /// Rows in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (TallyKey<'_>, Count)> {
+        self.0.iter().flat_map(|(unit, rows)| {
+            rows.iter().map(move |(&(metric, birth_year), &c)| {
+                (
+                    TallyKey {
+                        unit,
+                        metric,
+                        birth_year,
+                    },
+                    c,
+                )
+            })
+        })
+    }
+
+    /// One row's count (zero when absent).
+    pub fn get(&self, key: TallyKey<'_>) -> Count {
+        self.0
+            .get(key.unit)
+            .and_then(|rows| rows.get(&(key.metric, key.birth_year)))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The units with rows, in order.
+    pub fn units(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Each unit's rows as a tally of its own.
+    pub fn into_units(self) -> impl Iterator<Item = (String, Tally)> {
+        self.0.into_iter().map(|(unit, rows)| {
+            let one = Tally(BTreeMap::from([(unit.clone(), rows)]));
+            (unit, one)
+        })
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.0.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.values().all(BTreeMap::is_empty)
     }
 
     /// Adds every row of `other` multiplied by `sign` (+1 or -1).
     pub fn merge(&mut self, other: &Tally, sign: i64) {
-        for (k, c) in &other.0 {
+        for (k, c) in other.iter() {
             let c = Count {
                 yes: sign * c.yes,
                 no: sign * c.no,
                 unknown: sign * c.unknown,
             };
-            self.0.entry(k.clone()).or_default().add(c);
+            self.add(k.unit, k.metric, k.birth_year, c);
         }
     }
 
     /// Drops rows that add up to nothing.
     pub fn without_zeros(mut self) -> Self {
-        self.0.retain(|_, c| !c.is_zero());
+        for rows in self.0.values_mut() {
+            rows.retain(|_, c| !c.is_zero());
+        }
+        self.0.retain(|_, rows| !rows.is_empty());
         self
     }
 
@@ -233,14 +303,12 @@ mod tests {
         }
     }
 
-    fn get(t: &Tally, metric: &str, year: i32) -> Count {
-        t.0.get(&TallyKey {
-            unit: "v".into(),
-            metric: metric.into(),
+    fn get(t: &Tally, metric: &'static str, year: i32) -> Count {
+        t.get(TallyKey {
+            unit: "v",
+            metric,
             birth_year: year,
         })
-        .copied()
-        .unwrap_or_default()
     }
 
     #[test]
@@ -272,10 +340,7 @@ mod tests {
         );
         assert_eq!(get(&t, HOUSEHOLDS, 0).yes, 1);
         let t = of_bundles(&[household("h", true)], &[member("h", 1990, "yes", false)]);
-        assert!(
-            t.0.is_empty(),
-            "a deleted household and its members count nowhere"
-        );
+        assert!(t.is_empty(), "a deleted household and its members count nowhere");
     }
 
     #[test]
@@ -301,7 +366,7 @@ mod tests {
         );
         assert!(get(&d, HOUSEHOLDS, 0).is_zero());
         assert!(
-            !d.0.keys().any(|k| k.metric == HOUSEHOLDS),
+            !d.iter().any(|(k, _)| k.metric == HOUSEHOLDS),
             "zero rows are dropped"
         );
     }

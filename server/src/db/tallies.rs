@@ -3,7 +3,7 @@
 use super::DbConn;
 use super::records::{HouseholdRow, MemberRow};
 use super::schema::{households, members, tally_deltas, unit_closure, unit_tallies, village_tallies};
-use crate::aggregates::tallies::{Count, Tally, TallyKey};
+use crate::aggregates::tallies::{self, Count, Tally};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 
@@ -59,22 +59,18 @@ fn expand(rows: Vec<(String, String)>) -> QueryResult<Vec<CountRow>> {
 
 const CHUNK: usize = 500;
 
-fn key(unit: &str, metric: &str, birth_year: i32) -> TallyKey {
-    TallyKey {
-        unit: unit.to_owned(),
-        metric: metric.to_owned(),
-        birth_year,
-    }
-}
-
-fn into_tally(rows: impl IntoIterator<Item = (String, String, i32, i64, i64, i64)>) -> Tally {
+/// Counter rows as read; a metric Hamlet does not count is a corrupt row, refused.
+fn into_tally(rows: impl IntoIterator<Item = (String, String, i32, i64, i64, i64)>) -> QueryResult<Tally> {
     let mut t = Tally::default();
     for (unit, metric, year, yes, no, unknown) in rows {
-        t.0.entry(key(&unit, &metric, year))
-            .or_default()
-            .add(Count { yes, no, unknown });
+        let Some(metric) = tallies::metric(&metric) else {
+            return Err(diesel::result::Error::DeserializationError(
+                format!("unknown tally metric {metric:?}").into(),
+            ));
+        };
+        t.add(&unit, metric, year, Count { yes, no, unknown });
     }
-    t
+    Ok(t)
 }
 
 /// The bundles of `ids` (households and every member naming them). With `lock`, the household
@@ -134,10 +130,10 @@ macro_rules! add_counts {
 }
 
 fn village_rows(t: &Tally) -> Vec<VillageRow> {
-    t.0.iter()
+    t.iter()
         .map(|(k, c)| VillageRow {
-            village_id: k.unit.clone(),
-            metric: k.metric.clone(),
+            village_id: k.unit.to_owned(),
+            metric: k.metric.to_owned(),
             birth_year: k.birth_year,
             yes: c.yes,
             no: c.no,
@@ -153,14 +149,11 @@ pub fn add_to_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
     /// One counter key's move as stored: (metric, birth year, yes, no, unknown).
     type Stored<'a> = (&'a str, i32, i64, i64, i64);
     let mut by_village: std::collections::BTreeMap<&str, Vec<Stored>> = std::collections::BTreeMap::new();
-    for (k, c) in &delta.0 {
-        by_village.entry(k.unit.as_str()).or_default().push((
-            k.metric.as_str(),
-            k.birth_year,
-            c.yes,
-            c.no,
-            c.unknown,
-        ));
+    for (k, c) in delta.iter() {
+        by_village
+            .entry(k.unit)
+            .or_default()
+            .push((k.metric, k.birth_year, c.yes, c.no, c.unknown));
     }
     let deltas: Vec<NewDelta> = by_village
         .into_iter()
@@ -190,11 +183,10 @@ pub fn fold_into_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
 /// Adds `delta` to the folded unit totals (in key order).
 pub fn add_to_units(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
     let rows: Vec<UnitRow> = delta
-        .0
         .iter()
         .map(|(k, c)| UnitRow {
-            unit_id: k.unit.clone(),
-            metric: k.metric.clone(),
+            unit_id: k.unit.to_owned(),
+            metric: k.metric.to_owned(),
             birth_year: k.birth_year,
             yes: c.yes,
             no: c.no,
@@ -213,7 +205,7 @@ pub fn take_deltas(conn: &mut DbConn) -> QueryResult<Tally> {
             .returning((t::village_id, t::counts))
             .get_results(c)
     })?;
-    Ok(into_tally(expand(rows)?))
+    into_tally(expand(rows)?)
 }
 
 /// Each village's ancestors above it (depth >= 1).
@@ -251,7 +243,7 @@ pub fn of_villages(conn: &mut DbConn, villages: &[String]) -> QueryResult<Tally>
                 .load(conn)?,
         )?);
     }
-    Ok(into_tally(rows))
+    into_tally(rows)
 }
 
 /// Totals of non-village units: folded rows plus the deltas not folded yet. Call inside one
@@ -301,7 +293,7 @@ pub fn of_units(conn: &mut DbConn, units: &[String]) -> QueryResult<Tally> {
             }
         }
     }
-    Ok(into_tally(rows))
+    into_tally(rows)
 }
 
 /// Only the unfolded deltas, rolled up to the given units.
@@ -313,7 +305,7 @@ pub fn of_units_deltas_only(conn: &mut DbConn, units: &[String]) -> QueryResult<
         .load(conn)?;
     let wanted: std::collections::HashSet<&String> = units.iter().collect();
     let rows = rows.into_iter().filter(|r| wanted.contains(&r.0)).collect();
-    Ok(into_tally(expand(rows)?))
+    into_tally(expand(rows)?)
 }
 
 /// Every village's counters, unfolded deltas included.
@@ -326,16 +318,16 @@ pub fn all_villages(conn: &mut DbConn) -> QueryResult<Tally> {
     rows.extend(expand(
         d::tally_deltas.select((d::village_id, d::counts)).load(conn)?,
     )?);
-    Ok(into_tally(rows))
+    into_tally(rows)
 }
 
 pub fn all_units(conn: &mut DbConn) -> QueryResult<Tally> {
     use unit_tallies::dsl as t;
-    Ok(into_tally(
+    into_tally(
         t::unit_tallies
             .select((t::unit_id, t::metric, t::birth_year, t::yes, t::no, t::unknown))
-            .load(conn)?,
-    ))
+            .load::<(String, String, i32, i64, i64, i64)>(conn)?,
+    )
 }
 
 /// Replaces every village and unit counter (repair), leaving no unfolded delta.

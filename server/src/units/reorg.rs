@@ -201,11 +201,11 @@ fn move_inner(conn: &mut DbConn, x: &Unit, p: &Unit, day: &str) -> AppResult<()>
     let new_chain = db::units::ancestors_of(conn, std::slice::from_ref(&ps))?;
     let new: BTreeSet<String> = new_chain.iter().map(|r| r.ancestor_id.clone()).collect();
     let mut delta = Tally::default();
-    for (k, c) in &totals.0 {
+    for (k, c) in totals.iter() {
         for a in old.difference(&new) {
             delta.add(
                 a,
-                &k.metric,
+                k.metric,
                 k.birth_year,
                 crate::aggregates::tallies::Count {
                     yes: -c.yes,
@@ -215,7 +215,7 @@ fn move_inner(conn: &mut DbConn, x: &Unit, p: &Unit, day: &str) -> AppResult<()>
             );
         }
         for a in new.difference(&old) {
-            delta.add(a, &k.metric, k.birth_year, *c);
+            delta.add(a, k.metric, k.birth_year, c);
         }
     }
     db::tallies::add_to_units(conn, &delta.without_zeros())?;
