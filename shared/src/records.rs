@@ -168,7 +168,7 @@ pub const MEMBER_FIELDS: &[FieldSpec] = &[
 pub fn canonical_uuid(s: &str) -> Option<Uuid> {
     Uuid::parse_str(s)
         .ok()
-        .filter(|u| u.hyphenated().to_string() == s)
+        .filter(|u| u.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == s)
 }
 
 fn is_valid_date(s: &str) -> bool {
@@ -186,33 +186,54 @@ fn is_valid_date(s: &str) -> bool {
     }
 }
 
+/// What checking a value found it to be: valid as sent, or valid once normalised.
+enum Checked {
+    AsSent,
+    Normalised(Value),
+}
+
 /// Checks one field's value and returns it normalised (text trimmed; an optional field's null
 /// kept as null, except an optional tri, whose null means `"unknown"`).
 pub fn validate_value(spec: &FieldSpec, value: &Value, current_year: i32) -> Result<Value, ErrorDetail> {
+    Ok(match check_value(spec, value, current_year)? {
+        Checked::AsSent => value.clone(),
+        Checked::Normalised(v) => v,
+    })
+}
+
+/// [`validate_value`] taking the value: one valid as sent is kept, not copied.
+fn validate_value_owned(spec: &FieldSpec, value: Value, current_year: i32) -> Result<Value, ErrorDetail> {
+    Ok(match check_value(spec, &value, current_year)? {
+        Checked::AsSent => value,
+        Checked::Normalised(v) => v,
+    })
+}
+
+fn check_value(spec: &FieldSpec, value: &Value, current_year: i32) -> Result<Checked, ErrorDetail> {
     let bad = |code: ErrorCode, message: String| Err(ErrorDetail::field(spec.name, code, message));
     if value.is_null() {
         return match (spec.required, spec.kind) {
             (true, _) => bad(ErrorCode::Required, format!("{} must not be null", spec.name)),
-            (false, FieldKind::Tri) => Ok(Value::from("unknown")),
-            (false, _) => Ok(Value::Null),
+            (false, FieldKind::Tri) => Ok(Checked::Normalised(Value::from("unknown"))),
+            (false, _) => Ok(Checked::AsSent),
         };
     }
     match spec.kind {
         FieldKind::Uuid => match value.as_str().and_then(canonical_uuid) {
-            Some(u) => Ok(Value::from(u.to_string())),
+            Some(_) => Ok(Checked::AsSent),
             None => bad(
                 ErrorCode::InvalidFormat,
                 format!("{} must be a lowercase hyphenated UUID", spec.name),
             ),
         },
         FieldKind::Text { max_chars } => {
-            let Some(text) = value.as_str() else {
+            let Some(sent) = value.as_str() else {
                 return bad(
                     ErrorCode::InvalidFormat,
                     format!("{} must be a string", spec.name),
                 );
             };
-            let text = text.trim();
+            let text = sent.trim();
             if text.is_empty() {
                 bad(ErrorCode::Required, format!("{} must not be empty", spec.name))
             } else if text.chars().count() > max_chars {
@@ -225,26 +246,31 @@ pub fn validate_value(spec: &FieldSpec, value: &Value, current_year: i32) -> Res
                     ErrorCode::InvalidFormat,
                     format!("{} must not contain control characters", spec.name),
                 )
+            } else if text.len() == sent.len() {
+                Ok(Checked::AsSent)
             } else {
-                Ok(Value::from(text))
+                Ok(Checked::Normalised(Value::from(text)))
             }
         }
         FieldKind::Tri => match value.as_str().and_then(Tri::parse) {
-            Some(t) => Ok(Value::from(t.as_str())),
+            Some(t) if value.as_str() == Some(t.as_str()) => Ok(Checked::AsSent),
+            Some(t) => Ok(Checked::Normalised(Value::from(t.as_str()))),
             None => bad(
                 ErrorCode::InvalidValue,
                 format!("{} must be \"yes\", \"no\" or \"unknown\"", spec.name),
             ),
         },
         FieldKind::Date => match value.as_str() {
-            Some(s) if is_valid_date(s) => Ok(Value::from(s)),
+            Some(s) if is_valid_date(s) => Ok(Checked::AsSent),
             _ => bad(
                 ErrorCode::InvalidFormat,
                 format!("{} must be a date YYYY-MM-DD", spec.name),
             ),
         },
         FieldKind::BirthYear => match value.as_i64() {
-            Some(y) if (1900..=i64::from(current_year)).contains(&y) => Ok(Value::from(y)),
+            Some(y) if (1900..=i64::from(current_year)).contains(&y) => {
+                Ok(Checked::Normalised(Value::from(y)))
+            }
             Some(_) => bad(
                 ErrorCode::OutOfRange,
                 format!("{} must be within 1900..={current_year}", spec.name),
@@ -255,7 +281,7 @@ pub fn validate_value(spec: &FieldSpec, value: &Value, current_year: i32) -> Res
             ),
         },
         FieldKind::Sex => match value.as_str() {
-            Some(s @ ("male" | "female" | "other")) => Ok(Value::from(s)),
+            Some("male" | "female" | "other") => Ok(Checked::AsSent),
             _ => bad(
                 ErrorCode::InvalidValue,
                 format!("{} must be \"male\", \"female\" or \"other\"", spec.name),
@@ -271,27 +297,40 @@ pub fn validate_fields(
     fields: &Map<String, Value>,
     current_year: i32,
 ) -> Result<Map<String, Value>, Vec<ErrorDetail>> {
-    let valid = validate_fields_by_spec(record_type, fields, current_year)?;
+    let valid = validate_each(record_type, fields, |spec, v| {
+        validate_value(spec, v, current_year)
+    })?;
     Ok(valid.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
-/// [`validate_fields`] keyed by the schema's own field names (no key allocated), for the
-/// server's merge.
-pub fn validate_fields_by_spec(
+/// [`validate_fields`] taking the fields, keyed by the schema's own field names (no key
+/// allocated, values valid as sent kept, not copied), for the server's merge.
+pub fn validate_fields_owned(
     record_type: RecordType,
-    fields: &Map<String, Value>,
+    fields: Map<String, Value>,
     current_year: i32,
+) -> Result<BTreeMap<&'static str, Value>, Vec<ErrorDetail>> {
+    validate_each(record_type, fields, |spec, v| {
+        validate_value_owned(spec, v, current_year)
+    })
+}
+
+fn validate_each<K: AsRef<str>, V>(
+    record_type: RecordType,
+    fields: impl IntoIterator<Item = (K, V)>,
+    validate: impl Fn(&FieldSpec, V) -> Result<Value, ErrorDetail>,
 ) -> Result<BTreeMap<&'static str, Value>, Vec<ErrorDetail>> {
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     for (name, value) in fields {
+        let name = name.as_ref();
         match record_type.spec(name) {
             None => errors.push(ErrorDetail::field(
-                name.clone(),
+                name.to_owned(),
                 ErrorCode::UnknownField,
                 format!("{record_type} has no field {name:?}"),
             )),
-            Some(spec) => match validate_value(spec, value, current_year) {
+            Some(spec) => match validate(spec, value) {
                 Ok(v) => {
                     out.insert(spec.name, v);
                 }

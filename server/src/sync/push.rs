@@ -10,12 +10,12 @@ use crate::db::sync::BatchRow;
 use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
 use foldhash::{HashMap, HashMapExt, HashSet};
-use hamlet_shared::records::validate_fields_by_spec;
+use hamlet_shared::records::validate_fields_owned;
 use hamlet_shared::sync::{
     Mutation, MutationResult, MutationStatus, Op, PushResponse, PushSummary, Rejection, mutation_id_of,
     parse_mutation,
 };
-use hamlet_shared::{ErrorCode, ErrorDetail, RecordType, UnitLevel};
+use hamlet_shared::{ErrorCode, ErrorDetail, Hlc, RecordType, UnitLevel};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -34,11 +34,43 @@ pub struct PushBody {
     pub mutations: Vec<Box<RawValue>>,
 }
 
-/// One mutation of a push, parsed once (the transaction may run more than once).
+/// One mutation of a push, parsed and validated once (the transaction may run more than once).
 pub struct Incoming {
     /// `None` when it is not a positive integer: the envelope check refuses the request.
     mutation_id: Option<i64>,
-    parsed: Result<Mutation, Rejection>,
+    parsed: Result<Valid, Rejection>,
+}
+
+/// A mutation whose fields passed validation (which reads nothing but the mutation).
+struct Valid {
+    record_type: RecordType,
+    id: Uuid,
+    op: Op,
+    base_version: i64,
+    hlc: Hlc,
+    fields: Fields,
+}
+
+impl Valid {
+    fn of(m: Mutation, current_year: i32) -> Result<Self, Rejection> {
+        let fields = match m.op {
+            Op::Upsert => {
+                validate_fields_owned(m.record_type, m.fields, current_year).map_err(|errors| Rejection {
+                    id: Some(m.id.to_string()),
+                    errors,
+                })?
+            }
+            Op::Delete => Fields::new(),
+        };
+        Ok(Self {
+            record_type: m.record_type,
+            id: m.id,
+            op: m.op,
+            base_version: m.base_version,
+            hlc: m.hlc,
+            fields,
+        })
+    }
 }
 
 impl Incoming {
@@ -48,11 +80,11 @@ impl Incoming {
     }
 
     /// Parses one mutation of `device`'s push.
-    fn parse(raw: &RawValue, device: Uuid) -> Self {
+    fn parse(raw: &RawValue, device: Uuid, current_year: i32) -> Self {
         match serde_json::from_str::<Value>(raw.get()) {
             Ok(value) => Self {
                 mutation_id: mutation_id_of(&value),
-                parsed: parse_mutation(value, device),
+                parsed: parse_mutation(value, device).and_then(|m| Valid::of(m, current_year)),
             },
             Err(e) => {
                 // Not representable as a JSON tree: what the envelope and the answer need is
@@ -82,11 +114,11 @@ impl Incoming {
     }
 }
 
-/// Parses every mutation of a push body.
-pub fn parse_body(body: &PushBody, device: Uuid) -> Vec<Incoming> {
+/// Parses and validates every mutation of a push body.
+pub fn parse_body(body: &PushBody, ctx: &Ctx) -> Vec<Incoming> {
     body.mutations
         .iter()
-        .map(|raw| Incoming::parse(raw, device))
+        .map(|raw| Incoming::parse(raw, ctx.principal.device_id, ctx.current_year))
         .collect()
 }
 
@@ -702,19 +734,13 @@ impl<'a> Batch<'a> {
             Err(r) => return Ok(rejected(mutation_id, r.id.clone(), r.errors.clone())),
         };
         let id = m.id.to_string();
-        let fields = match m.op {
-            Op::Upsert => match validate_fields_by_spec(m.record_type, &m.fields, self.ctx.current_year) {
-                Ok(f) => f,
-                Err(errors) => return Ok(rejected(mutation_id, Some(id), errors)),
-            },
-            Op::Delete => Fields::new(),
-        };
+        let fields = &m.fields;
         let current = self.load(conn, m.record_type, &id)?;
-        if let Some(detail) = self.check_scope(conn, m.record_type, current.as_ref(), &fields)? {
+        if let Some(detail) = self.check_scope(conn, m.record_type, current.as_ref(), fields)? {
             return Ok(rejected(mutation_id, Some(id), vec![detail]));
         }
         let write = Write {
-            fields: &fields,
+            fields,
             hlc: m.hlc.clamp(self.ctx.max_wall_ms),
             mutation_id,
             base_version: m.base_version,

@@ -5,12 +5,13 @@
 //! first; then, on PostgreSQL, `COPY` (binary). The scratch tables are dropped afterwards.
 
 use crate::Args;
+use crate::stats::{MachineSampler, MachineUse};
 use crate::workload::Plan;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 use diesel::upsert::excluded;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 diesel::table! {
     hamlet_ceiling_households (id) {
@@ -338,11 +339,12 @@ fn timed(
     writers: usize,
     all: &[Batch],
     write: fn(&mut Conn, &Batch) -> QueryResult<()>,
-) -> Result<(f64, Duration), String> {
+) -> Result<(f64, Option<MachineUse>), String> {
     let mut conns = (0..writers)
         .map(|_| connect(url))
         .collect::<Result<Vec<_>, _>>()?;
     let rows: usize = all.iter().map(Batch::len).sum();
+    let machine = MachineSampler::start();
     let started = Instant::now();
     let results: Vec<Result<(), String>> = std::thread::scope(|s| {
         let handles: Vec<_> = conns
@@ -375,8 +377,9 @@ fn timed(
             .collect()
     });
     let wall = started.elapsed();
+    let used = machine.stop();
     results.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok((rows as f64 / wall.as_secs_f64().max(1e-9), wall))
+    Ok((rows as f64 / wall.as_secs_f64().max(1e-9), used))
 }
 
 /// What the ceiling measured.
@@ -384,6 +387,8 @@ pub struct Ceiling {
     pub rows: usize,
     pub writers: usize,
     pub insert_rows_per_s: f64,
+    /// The machine's cores during the INSERT ... ON CONFLICT run.
+    pub insert_use: Option<MachineUse>,
     pub copy_rows_per_s: Option<f64>,
 }
 
@@ -393,8 +398,12 @@ impl Ceiling {
             .copy_rows_per_s
             .map(|c| format!(", COPY {c:.0} rows/s"))
             .unwrap_or_default();
+        let used = self
+            .insert_use
+            .map(|u| format!(" ({})", u.summary()))
+            .unwrap_or_default();
         format!(
-            "{} rows by {} writer(s): INSERT ... ON CONFLICT DO UPDATE {:.0} rows/s{copy}",
+            "{} rows by {} writer(s): INSERT ... ON CONFLICT DO UPDATE {:.0} rows/s{used}{copy}",
             self.rows, self.writers, self.insert_rows_per_s
         )
     }
@@ -420,7 +429,7 @@ pub fn measure(
         execute(&mut admin, sql)?;
     }
     let measured = (|| -> Result<Ceiling, String> {
-        let (insert, _) = timed(url, writers, &all, upsert)?;
+        let (insert, insert_use) = timed(url, writers, &all, upsert)?;
         let copy_rate = if sqlite {
             None
         } else {
@@ -434,6 +443,7 @@ pub fn measure(
             rows,
             writers,
             insert_rows_per_s: insert,
+            insert_use,
             copy_rows_per_s: copy_rate,
         })
     })();

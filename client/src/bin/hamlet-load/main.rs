@@ -137,7 +137,9 @@ fn run(args: &Args) -> Result<bool, String> {
         None => None,
     };
     let server = stats::ServerSampler::start(args.server_pid);
+    let machine = stats::MachineSampler::start();
     let pushed = push::run(args, &site, &mut plan)?;
+    let push_machine = machine.stop();
     let push_use = server.stop();
     let edits = push::concurrent_edits(args, &site, &mut plan)?;
     let server = stats::ServerSampler::start(args.server_pid);
@@ -146,6 +148,19 @@ fn run(args: &Args) -> Result<bool, String> {
 
     println!();
     println!("push: {}", pushed.summary());
+    if let Some(m) = &push_machine {
+        let server = push_use
+            .as_ref()
+            .map(|u| {
+                let server = u.cpu_s / pushed.wall.as_secs_f64().max(1e-9);
+                format!(
+                    ", {server:.2} the server, {:.2} everything else (the database)",
+                    m.busy_cores - m.own_cores - server
+                )
+            })
+            .unwrap_or_default();
+        println!("push machine: {}{server}", m.summary());
+    }
     if let Some(c) = &ceiling {
         println!("ceiling: {}", c.summary());
         println!(

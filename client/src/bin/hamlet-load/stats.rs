@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Request latencies of one phase.
 #[derive(Debug, Default, Clone)]
@@ -58,6 +58,73 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
+}
+
+/// CPU time the whole machine has spent busy (every core, every process), in seconds: the
+/// `cpu` line of /proc/stat, in USER_HZ ticks, without idle and I/O wait.
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is counted in user already)
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    Some(busy as f64 / 100.0)
+}
+
+/// Where the machine's cores went during one phase, in cores on average: the server, the
+/// database and this load generator share them, so a phase that leaves the database less of
+/// them than another is measured against it on unequal terms.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineUse {
+    /// Every process together.
+    pub busy_cores: f64,
+    /// This load generator (its requests, or the ceiling's writers).
+    pub own_cores: f64,
+}
+
+impl MachineUse {
+    pub fn summary(&self) -> String {
+        format!(
+            "{:.2} cores busy, {:.2} of them this load generator",
+            self.busy_cores, self.own_cores
+        )
+    }
+}
+
+/// Reads the machine's and this process's CPU time at both ends of a phase.
+pub struct MachineSampler {
+    started: Instant,
+    busy: Option<f64>,
+    own: Option<f64>,
+}
+
+impl MachineSampler {
+    pub fn start() -> Self {
+        Self {
+            started: Instant::now(),
+            busy: machine_busy_seconds(),
+            own: cpu_seconds(std::process::id()),
+        }
+    }
+
+    /// `None` where /proc cannot be read (not Linux).
+    pub fn stop(self) -> Option<MachineUse> {
+        let wall = self.started.elapsed().as_secs_f64().max(1e-9);
+        Some(MachineUse {
+            busy_cores: (machine_busy_seconds()? - self.busy?) / wall,
+            own_cores: (cpu_seconds(std::process::id())? - self.own?) / wall,
+        })
+    }
 }
 
 /// What the server used during one phase.
@@ -128,5 +195,22 @@ mod tests {
         std::hint::black_box(x);
         let after = cpu_seconds(std::process::id()).expect("own /proc stat");
         assert!(after - before >= 0.1, "spun 0.3 s, counted {} s", after - before);
+    }
+
+    #[test]
+    fn reads_the_machines_cpu_time() {
+        let sampler = MachineSampler::start();
+        let mut x = 0u64;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        std::hint::black_box(x);
+        let used = sampler.stop().expect("/proc/stat");
+        // One core spun the whole time: this process, and so the machine, were busy.
+        assert!(used.own_cores >= 0.3, "{used:?}");
+        assert!(used.busy_cores >= used.own_cores * 0.9, "{used:?}");
+        let cores = std::thread::available_parallelism().map_or(64, |n| n.get()) as f64;
+        assert!(used.busy_cores <= cores + 0.5, "{used:?}");
     }
 }
