@@ -34,7 +34,7 @@ impl FieldClock {
     }
 }
 
-mod hlc_text {
+pub(crate) mod hlc_text {
     use hamlet_shared::Hlc;
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -151,11 +151,10 @@ impl Batch {
     }
 }
 
-/// A per-field clock map as the server stores it, so rows have the server's size.
+/// Merge clocks as the server stores a new record's (one clock for all its fields, in its
+/// compact form), so rows have the server's size.
 fn clocks(fields: &[&str], hlc: &str) -> String {
-    let map: serde_json::Map<String, serde_json::Value> =
-        fields.iter().map(|f| ((*f).to_owned(), hlc.into())).collect();
-    serde_json::Value::Object(map).to_string()
+    serde_json::json!([{ "h": hlc, "m": 1, "v": 1, "f": fields }]).to_string()
 }
 
 /// The plan's records as rows, in the phones' sending order, cut into batches.
