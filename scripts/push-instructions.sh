@@ -3,7 +3,8 @@
 # deterministic measure (two runs agree within 0.1 %) for comparing builds on a machine whose
 # speed varies by 2x between runs. Not part of the test suite.
 #
-# Counts only inside `hamlet_server::sync::push::parse_body` (each mutation parsed) and
+# Counts only inside `hamlet_server::sync::push::Incoming::parse` (each mutation parsed and
+# validated, in the request handler) and
 # `hamlet_server::sync::push::push` (the blocking part of a push: merge,
 # counting, row building, statements), not the HTTP layer or PostgreSQL.
 #
@@ -43,7 +44,7 @@ HAMLET_FOLD_INTERVAL_SECS=3600 HAMLET_DATABASE_URL="$URL" \
   HAMLET_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
   valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
   --toggle-collect='hamlet_server::sync::push::push*' \
-  --toggle-collect='hamlet_server::sync::push::parse_body*' \
+  --toggle-collect='hamlet_server::sync::push::Incoming::parse*' \
   "$BIN" serve --bind "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 300); do
