@@ -98,7 +98,11 @@ fn clocks_to(clocks: &Clocks) -> String {
     for (field, clock) in clocks {
         match groups.iter_mut().find(|(c, _)| c == clock) {
             Some((_, fields)) => fields.push(field),
-            None => groups.push((*clock, vec![field])),
+            None => {
+                let mut fields = Vec::with_capacity(clocks.len());
+                fields.push(*field);
+                groups.push((*clock, fields));
+            }
         }
     }
     let mut out = String::with_capacity(2 + groups.len() * 110 + clocks.len() * 32);

@@ -158,7 +158,9 @@ fn clocks(fields: &[&str], hlc: &str) -> String {
 }
 
 /// The plan's records as rows, in the phones' sending order, cut into batches.
-fn batches(plan: &Plan, villages: &[String], batch: usize) -> Vec<Batch> {
+/// `users`: the team member whose phones push each village's records (the server stamps a
+/// member's row with its pusher, a reference its foreign key checks).
+fn batches(plan: &Plan, villages: &[String], users: &[String], batch: usize) -> Vec<Batch> {
     let hlc = format!("2026-11-20T08:15:00.123Z/0005/{}", uuid::Uuid::nil());
     let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
     let mut out = Vec::new();
@@ -176,7 +178,17 @@ fn batches(plan: &Plan, villages: &[String], batch: usize) -> Vec<Batch> {
                         fixed_broadband: hp.fixed_broadband.to_owned(),
                         surveyed_on: None,
                         version: 1,
-                        clocks: clocks(&["village_id", "head_name", "address", "fixed_broadband"], &hlc),
+                        // Every field, defaulted ones too, as the server stamps a new record.
+                        clocks: clocks(
+                            &[
+                                "village_id",
+                                "head_name",
+                                "address",
+                                "fixed_broadband",
+                                "surveyed_on",
+                            ],
+                            &hlc,
+                        ),
                         deleted_us: None,
                         created_us: now,
                         updated_us: now,
@@ -215,7 +227,7 @@ fn batches(plan: &Plan, villages: &[String], batch: usize) -> Vec<Batch> {
                             ],
                             &hlc,
                         ),
-                        pushed_by: None,
+                        pushed_by: Some(users[hp.village].clone()),
                         deleted_us: None,
                         created_us: now,
                         updated_us: now,
@@ -408,12 +420,7 @@ impl Ceiling {
     }
 }
 
-pub fn measure(
-    url: &str,
-    plan: &Plan,
-    args: &Args,
-    villages: &[hamlet_shared::UnitId],
-) -> Result<Ceiling, String> {
+pub fn measure(url: &str, plan: &Plan, args: &Args, site: &crate::setup::Site) -> Result<Ceiling, String> {
     let mut admin = connect(url)?;
     let sqlite = matches!(admin, Conn::Sqlite(_));
     let writers = if sqlite {
@@ -421,8 +428,9 @@ pub fn measure(
     } else {
         args.ceiling_writers.unwrap_or(args.devices.min(16)).max(1)
     };
-    let villages: Vec<String> = villages.iter().map(ToString::to_string).collect();
-    let all = batches(plan, &villages, args.batch);
+    let villages: Vec<String> = site.villages.iter().map(ToString::to_string).collect();
+    let users: Vec<String> = site.users.iter().map(ToString::to_string).collect();
+    let all = batches(plan, &villages, &users, args.batch);
     let rows = all.iter().map(Batch::len).sum();
     for sql in DROP.iter().chain(&CREATE) {
         execute(&mut admin, sql)?;

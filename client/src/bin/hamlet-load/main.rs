@@ -128,7 +128,7 @@ fn run(args: &Args) -> Result<bool, String> {
 
     let ceiling = match &args.database_url {
         Some(url) => {
-            let c = ceiling::measure(url, &plan, args, &site.villages)?;
+            let c = ceiling::measure(url, &plan, args, &site)?;
             // Let the database finish what the ceiling's writes left it (dirty buffers, WAL,
             // autovacuum of the dropped scratch tables) before the server is measured.
             std::thread::sleep(std::time::Duration::from_secs_f64(args.settle_secs));

@@ -3,7 +3,7 @@
 
 use crate::Args;
 use hamlet_client::api::Api;
-use hamlet_shared::{NewUnit, NewUser, Role, UnitId, UnitLevel};
+use hamlet_shared::{NewUnit, NewUser, Role, UnitId, UnitLevel, UserId};
 use uuid::Uuid;
 
 /// Logins run this many at a time: each costs the server an argon2 hash (19 MiB, on purpose).
@@ -20,6 +20,8 @@ pub struct Site {
     pub admin: Api,
     pub commune: UnitId,
     pub villages: Vec<UnitId>,
+    /// The team member of each village (all its phones log in as them), by village index.
+    pub users: Vec<UserId>,
     pub devices: Vec<Device>,
 }
 
@@ -57,6 +59,7 @@ pub fn prepare(args: &Args, villages: usize) -> Result<Site, String> {
         .id;
     let mut village_ids = Vec::with_capacity(villages);
     let mut users = Vec::with_capacity(villages);
+    let mut user_ids = Vec::with_capacity(villages);
     for i in 0..villages {
         let village = admin
             .create_unit(&NewUnit {
@@ -69,7 +72,7 @@ pub fn prepare(args: &Args, villages: usize) -> Result<Site, String> {
             .id;
         let username = format!("load-{run}-{i}");
         let password = Uuid::new_v4().simple().to_string();
-        admin
+        let user = admin
             .create_user(&NewUser {
                 username: username.clone(),
                 password: password.clone(),
@@ -77,6 +80,7 @@ pub fn prepare(args: &Args, villages: usize) -> Result<Site, String> {
                 scope: vec![village],
             })
             .map_err(|e| format!("creating user {username}: {e}"))?;
+        user_ids.push(user.id);
         village_ids.push(village);
         users.push((username, password));
     }
@@ -115,6 +119,7 @@ pub fn prepare(args: &Args, villages: usize) -> Result<Site, String> {
         admin,
         commune,
         villages: village_ids,
+        users: user_ids,
         devices,
     })
 }
