@@ -52,14 +52,16 @@ pub(crate) fn feed_rows(
     changes: &[(String, hamlet_shared::RecordType, String)],
     now_us: i64,
 ) -> Vec<crate::db::sync::NewChange> {
-    let mut last: std::collections::HashMap<&(String, hamlet_shared::RecordType, String), usize> =
-        std::collections::HashMap::new();
+    use foldhash::{HashMap, HashMapExt};
+    // Keyed by record ids: foldhash, as the push's other per-request maps (SipHash was most of
+    // this function's instructions).
+    let mut last: HashMap<&(String, hamlet_shared::RecordType, String), usize> =
+        HashMap::with_capacity(changes.len());
     for (i, c) in changes.iter().enumerate() {
         last.insert(c, i);
     }
     let mut rows: Vec<crate::db::sync::NewChange> = Vec::new();
-    let mut row_of: std::collections::HashMap<(&str, hamlet_shared::RecordType), usize> =
-        std::collections::HashMap::new();
+    let mut row_of: HashMap<(&str, hamlet_shared::RecordType), usize> = HashMap::new();
     for (i, c) in changes.iter().enumerate() {
         if last[c] != i {
             continue;
