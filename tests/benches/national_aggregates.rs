@@ -4,7 +4,7 @@
 //! Ceilings measured in the same run: `/healthz` (a database round trip) and an authenticated
 //! single-unit read. Run: `scripts/bench-aggregates.sh` (PostgreSQL; SQLite with `sqlite`).
 
-use hamlet_server::aggregates::tallies::{Count, Tally};
+use hamlet_server::aggregates::tallies::{Count, Metric, Tally};
 use hamlet_server::units::import::{ImportOptions, import};
 use hamlet_shared::Role;
 use hamlet_tests::*;
@@ -113,7 +113,7 @@ fn main() {
         let h = 100 + (n % 40) as i64;
         village_tally.add(
             v,
-            "households",
+            Metric::Households,
             0,
             Count {
                 yes: h,
@@ -123,7 +123,7 @@ fn main() {
         );
         village_tally.add(
             v,
-            "household_smartphone",
+            Metric::HouseholdSmartphone,
             0,
             Count {
                 yes: h * 9 / 10,
@@ -133,7 +133,7 @@ fn main() {
         );
         village_tally.add(
             v,
-            "fixed_broadband",
+            Metric::FixedBroadband,
             0,
             Count {
                 yes: h / 3,
@@ -144,7 +144,7 @@ fn main() {
         for y in BIRTH_YEARS {
             village_tally.add(
                 v,
-                "members",
+                Metric::Members,
                 y,
                 Count {
                     yes: h,
@@ -152,7 +152,7 @@ fn main() {
                     unknown: 0,
                 },
             );
-            for m in hamlet_server::aggregates::tallies::MEMBER_TRI_FIELDS {
+            for m in Metric::MEMBER_TRI {
                 village_tally.add(
                     v,
                     m,
@@ -187,7 +187,7 @@ fn main() {
         for v in village_ids.iter().take(2000) {
             d.add(
                 v,
-                "owns_smartphone",
+                Metric::OwnsSmartphone,
                 1995,
                 Count {
                     yes: 1,

@@ -883,7 +883,7 @@ fn old_rows_survive_the_compact_sync_migration(backend: Backend) {
     let count = |metric: &str, year: i32| {
         counted
             .iter()
-            .find(|(k, _)| k.unit == village && k.metric == metric && k.birth_year == year)
+            .find(|(k, _)| k.unit == village && k.metric.as_str() == metric && k.birth_year == year)
             .map(|(_, c)| (c.yes, c.no, c.unknown))
     };
     assert_eq!(count("households", 0), Some((1, 0, 0)));

@@ -16,7 +16,7 @@ use crate::units::unit_from_row;
 use hamlet_shared::aggregates::{Aggregate, ChildAggregates, INDICATOR_KEYS, Indicator, UnitRef};
 use hamlet_shared::{ErrorCode, ErrorDetail, Role, Unit, UnitId, UnitLevel};
 use std::collections::HashMap;
-use tallies::{Count, HOUSEHOLD_SMARTPHONE, HOUSEHOLDS, MEMBERS, NO_BIRTH_YEAR, Tally};
+use tallies::{Count, Metric, NO_BIRTH_YEAR, Tally};
 
 /// Definitions and disclosure rules.
 #[derive(Debug, Clone, Copy, clap::Args)]
@@ -93,7 +93,7 @@ fn ratio(num: i64, den: i64) -> Option<f64> {
 
 /// Indicators of one unit from its tally rows (the rows' unit is ignored).
 pub fn indicators(t: &Tally, reference_year: i32, adult_age: i32) -> (i64, i64, Vec<Indicator>) {
-    let mut by_metric: HashMap<(&str, bool), Count> = HashMap::new();
+    let mut by_metric: HashMap<(Metric, bool), Count> = HashMap::new();
     for (k, c) in t.iter() {
         let adult = k.birth_year != NO_BIRTH_YEAR && reference_year - k.birth_year >= adult_age;
         by_metric.entry((k.metric, false)).or_default().add(c);
@@ -101,18 +101,18 @@ pub fn indicators(t: &Tally, reference_year: i32, adult_age: i32) -> (i64, i64, 
             by_metric.entry((k.metric, true)).or_default().add(c);
         }
     }
-    let get = |metric: &str, adults: bool| by_metric.get(&(metric, adults)).copied().unwrap_or_default();
+    let get = |metric: Metric, adults: bool| by_metric.get(&(metric, adults)).copied().unwrap_or_default();
     let indicator = |key: &str| {
         let c = match key {
-            "population_with_smartphone" => get("owns_smartphone", false),
-            "households_with_smartphone" => get(HOUSEHOLD_SMARTPHONE, false),
-            "households_with_fixed_broadband" => get(tallies::FIXED_BROADBAND, false),
-            "adults_with_transaction_account" => get("has_transaction_account", true),
-            "adults_with_smartphone" => get("owns_smartphone", true),
-            "adults_with_vneid_level2" => get("vneid_level2", true),
-            "adults_using_online_public_services" => get("uses_online_public_services", true),
-            "adults_using_cashless_payment" => get("uses_cashless_payment", true),
-            _ => get("has_digital_signature", true),
+            "population_with_smartphone" => get(Metric::OwnsSmartphone, false),
+            "households_with_smartphone" => get(Metric::HouseholdSmartphone, false),
+            "households_with_fixed_broadband" => get(Metric::FixedBroadband, false),
+            "adults_with_transaction_account" => get(Metric::HasTransactionAccount, true),
+            "adults_with_smartphone" => get(Metric::OwnsSmartphone, true),
+            "adults_with_vneid_level2" => get(Metric::Vneid2, true),
+            "adults_using_online_public_services" => get(Metric::UsesOnlinePublicServices, true),
+            "adults_using_cashless_payment" => get(Metric::UsesCashlessPayment, true),
+            _ => get(Metric::HasDigitalSignature, true),
         };
         Indicator {
             key: key.to_owned(),
@@ -123,8 +123,8 @@ pub fn indicators(t: &Tally, reference_year: i32, adult_age: i32) -> (i64, i64, 
         }
     };
     (
-        get(HOUSEHOLDS, false).yes,
-        get(MEMBERS, false).yes,
+        get(Metric::Households, false).yes,
+        get(Metric::Members, false).yes,
         INDICATOR_KEYS.iter().map(|k| indicator(k)).collect(),
     )
 }

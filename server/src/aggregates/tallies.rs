@@ -5,25 +5,79 @@
 use crate::db::records::{HouseholdRow, MemberRow};
 use std::collections::BTreeMap;
 
-/// Count of live households (in `yes`).
-pub const HOUSEHOLDS: &str = "households";
-/// Count of counted members per birth year (in `yes`).
-pub const MEMBERS: &str = "members";
-/// Household smartphone state: yes (a live member owns one), no (some member answered, none
-/// owns one), unknown (every live member answered unknown). A household without live members
-/// counts in none of the three.
-pub const HOUSEHOLD_SMARTPHONE: &str = "household_smartphone";
-/// The household's `fixed_broadband` answer.
-pub const FIXED_BROADBAND: &str = "fixed_broadband";
-/// Member answers tallied per birth year.
-pub const MEMBER_TRI_FIELDS: [&str; 6] = [
-    "owns_smartphone",
-    "has_transaction_account",
-    "vneid_level2",
-    "uses_online_public_services",
-    "uses_cashless_payment",
-    "has_digital_signature",
-];
+/// What a tally row counts. Stored by name ([`Metric::as_str`]); in memory a metric is its
+/// position here, so counting compares integers, not names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Metric {
+    /// Count of live households (in `yes`).
+    Households,
+    /// Count of counted members per birth year (in `yes`).
+    Members,
+    /// Household smartphone state: yes (a live member owns one), no (some member answered,
+    /// none owns one), unknown (every live member answered unknown). A household without live
+    /// members counts in none of the three.
+    HouseholdSmartphone,
+    /// The household's `fixed_broadband` answer.
+    FixedBroadband,
+    /// Member answers, tallied per birth year, named as the member fields.
+    OwnsSmartphone,
+    HasTransactionAccount,
+    Vneid2,
+    UsesOnlinePublicServices,
+    UsesCashlessPayment,
+    HasDigitalSignature,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 10] = [
+        Metric::Households,
+        Metric::Members,
+        Metric::HouseholdSmartphone,
+        Metric::FixedBroadband,
+        Metric::OwnsSmartphone,
+        Metric::HasTransactionAccount,
+        Metric::Vneid2,
+        Metric::UsesOnlinePublicServices,
+        Metric::UsesCashlessPayment,
+        Metric::HasDigitalSignature,
+    ];
+
+    /// The member answers tallied per birth year.
+    pub const MEMBER_TRI: [Metric; 6] = [
+        Metric::OwnsSmartphone,
+        Metric::HasTransactionAccount,
+        Metric::Vneid2,
+        Metric::UsesOnlinePublicServices,
+        Metric::UsesCashlessPayment,
+        Metric::HasDigitalSignature,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Households => "households",
+            Metric::Members => "members",
+            Metric::HouseholdSmartphone => "household_smartphone",
+            Metric::FixedBroadband => "fixed_broadband",
+            Metric::OwnsSmartphone => "owns_smartphone",
+            Metric::HasTransactionAccount => "has_transaction_account",
+            Metric::Vneid2 => "vneid_level2",
+            Metric::UsesOnlinePublicServices => "uses_online_public_services",
+            Metric::UsesCashlessPayment => "uses_cashless_payment",
+            Metric::HasDigitalSignature => "has_digital_signature",
+        }
+    }
+
+    /// The metric of that name, if there is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Birth year used for household-level metrics.
 pub const NO_BIRTH_YEAR: i32 = 0;
@@ -65,30 +119,11 @@ impl Count {
     }
 }
 
-/// Every metric a tally row may name: rows read back are checked against it.
-pub const METRICS: [&str; 10] = [
-    HOUSEHOLDS,
-    MEMBERS,
-    HOUSEHOLD_SMARTPHONE,
-    FIXED_BROADBAND,
-    MEMBER_TRI_FIELDS[0],
-    MEMBER_TRI_FIELDS[1],
-    MEMBER_TRI_FIELDS[2],
-    MEMBER_TRI_FIELDS[3],
-    MEMBER_TRI_FIELDS[4],
-    MEMBER_TRI_FIELDS[5],
-];
-
-/// The metric of that name, if there is one.
-pub fn metric(name: &str) -> Option<&'static str> {
-    METRICS.iter().copied().find(|m| *m == name)
-}
-
 /// Key of one tally row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TallyKey<'a> {
     pub unit: &'a str,
-    pub metric: &'static str,
+    pub metric: Metric,
     pub birth_year: i32,
 }
 
@@ -97,10 +132,10 @@ pub struct TallyKey<'a> {
 /// writers never deadlock on counters). Adding to a unit already present allocates nothing
 /// (a push counts every member seven times).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tally(BTreeMap<String, BTreeMap<(&'static str, i32), Count>>);
+pub struct Tally(BTreeMap<String, BTreeMap<(Metric, i32), Count>>);
 
 impl Tally {
-    pub fn add(&mut self, unit: &str, metric: &'static str, birth_year: i32, count: Count) {
+    pub fn add(&mut self, unit: &str, metric: Metric, birth_year: i32, count: Count) {
         let rows = match self.0.get_mut(unit) {
             Some(rows) => rows,
             None => self.0.entry(unit.to_owned()).or_default(),
@@ -184,13 +219,13 @@ impl Tally {
     }
 }
 
-fn member_answer<'a>(m: &'a MemberRow, field: &str) -> &'a str {
-    match field {
-        "owns_smartphone" => &m.owns_smartphone,
-        "has_transaction_account" => &m.has_transaction_account,
-        "vneid_level2" => &m.vneid_level2,
-        "uses_online_public_services" => &m.uses_online_public_services,
-        "uses_cashless_payment" => &m.uses_cashless_payment,
+fn member_answer(m: &MemberRow, metric: Metric) -> &str {
+    match metric {
+        Metric::OwnsSmartphone => &m.owns_smartphone,
+        Metric::HasTransactionAccount => &m.has_transaction_account,
+        Metric::Vneid2 => &m.vneid_level2,
+        Metric::UsesOnlinePublicServices => &m.uses_online_public_services,
+        Metric::UsesCashlessPayment => &m.uses_cashless_payment,
         _ => &m.has_digital_signature,
     }
 }
@@ -202,10 +237,10 @@ pub fn add_bundle(out: &mut Tally, household: Option<&HouseholdRow>, members: &[
         return;
     };
     let village = h.village_id.as_str();
-    out.add(village, HOUSEHOLDS, NO_BIRTH_YEAR, Count::of("yes", 1));
+    out.add(village, Metric::Households, NO_BIRTH_YEAR, Count::of("yes", 1));
     out.add(
         village,
-        FIXED_BROADBAND,
+        Metric::FixedBroadband,
         NO_BIRTH_YEAR,
         Count::of(&h.fixed_broadband, 1),
     );
@@ -225,16 +260,21 @@ pub fn add_bundle(out: &mut Tally, household: Option<&HouseholdRow>, members: &[
         None
     };
     if let Some(answer) = smartphone {
-        out.add(village, HOUSEHOLD_SMARTPHONE, NO_BIRTH_YEAR, Count::of(answer, 1));
+        out.add(
+            village,
+            Metric::HouseholdSmartphone,
+            NO_BIRTH_YEAR,
+            Count::of(answer, 1),
+        );
     }
     for m in live {
-        out.add(village, MEMBERS, m.birth_year, Count::of("yes", 1));
-        for field in MEMBER_TRI_FIELDS {
+        out.add(village, Metric::Members, m.birth_year, Count::of("yes", 1));
+        for metric in Metric::MEMBER_TRI {
             out.add(
                 village,
-                field,
+                metric,
                 m.birth_year,
-                Count::of(member_answer(m, field), 1),
+                Count::of(member_answer(m, metric), 1),
             );
         }
     }
@@ -303,7 +343,7 @@ mod tests {
         }
     }
 
-    fn get(t: &Tally, metric: &'static str, year: i32) -> Count {
+    fn get(t: &Tally, metric: Metric, year: i32) -> Count {
         t.get(TallyKey {
             unit: "v",
             metric,
@@ -318,8 +358,11 @@ mod tests {
             std::slice::from_ref(&h),
             &[member("h", 1990, "no", false), member("h", 2000, "yes", false)],
         );
-        assert_eq!(get(&t, HOUSEHOLD_SMARTPHONE, 0), Count::of("yes", 1));
-        assert_eq!(get(&t, MEMBERS, 1990).yes + get(&t, MEMBERS, 2000).yes, 2);
+        assert_eq!(get(&t, Metric::HouseholdSmartphone, 0), Count::of("yes", 1));
+        assert_eq!(
+            get(&t, Metric::Members, 1990).yes + get(&t, Metric::Members, 2000).yes,
+            2
+        );
         let t = of_bundles(
             std::slice::from_ref(&h),
             &[
@@ -328,17 +371,17 @@ mod tests {
             ],
         );
         assert_eq!(
-            get(&t, HOUSEHOLD_SMARTPHONE, 0),
+            get(&t, Metric::HouseholdSmartphone, 0),
             Count::of("unknown", 1),
             "deleted members do not count"
         );
         let t = of_bundles(std::slice::from_ref(&h), &[]);
         assert_eq!(
-            get(&t, HOUSEHOLD_SMARTPHONE, 0),
+            get(&t, Metric::HouseholdSmartphone, 0),
             Count::default(),
             "no members: households only"
         );
-        assert_eq!(get(&t, HOUSEHOLDS, 0).yes, 1);
+        assert_eq!(get(&t, Metric::Households, 0).yes, 1);
         let t = of_bundles(&[household("h", true)], &[member("h", 1990, "yes", false)]);
         assert!(t.is_empty(), "a deleted household and its members count nowhere");
     }
@@ -349,7 +392,7 @@ mod tests {
         let after = of_bundles(&[household("h", false)], &[member("h", 1990, "yes", false)]);
         let d = Tally::delta(&before, &after);
         assert_eq!(
-            get(&d, "owns_smartphone", 1990),
+            get(&d, Metric::OwnsSmartphone, 1990),
             Count {
                 yes: 1,
                 no: -1,
@@ -357,16 +400,16 @@ mod tests {
             }
         );
         assert_eq!(
-            get(&d, HOUSEHOLD_SMARTPHONE, 0),
+            get(&d, Metric::HouseholdSmartphone, 0),
             Count {
                 yes: 1,
                 no: -1,
                 unknown: 0
             }
         );
-        assert!(get(&d, HOUSEHOLDS, 0).is_zero());
+        assert!(get(&d, Metric::Households, 0).is_zero());
         assert!(
-            !d.iter().any(|(k, _)| k.metric == HOUSEHOLDS),
+            !d.iter().any(|(k, _)| k.metric == Metric::Households),
             "zero rows are dropped"
         );
     }

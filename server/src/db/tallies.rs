@@ -3,7 +3,7 @@
 use super::DbConn;
 use super::records::{HouseholdRow, MemberRow};
 use super::schema::{households, members, tally_deltas, unit_closure, unit_tallies, village_tallies};
-use crate::aggregates::tallies::{self, Count, Tally};
+use crate::aggregates::tallies::{Count, Metric, Tally};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 
@@ -63,7 +63,7 @@ const CHUNK: usize = 500;
 fn into_tally(rows: impl IntoIterator<Item = (String, String, i32, i64, i64, i64)>) -> QueryResult<Tally> {
     let mut t = Tally::default();
     for (unit, metric, year, yes, no, unknown) in rows {
-        let Some(metric) = tallies::metric(&metric) else {
+        let Some(metric) = Metric::parse(&metric) else {
             return Err(diesel::result::Error::DeserializationError(
                 format!("unknown tally metric {metric:?}").into(),
             ));
@@ -133,7 +133,7 @@ fn village_rows(t: &Tally) -> Vec<VillageRow> {
     t.iter()
         .map(|(k, c)| VillageRow {
             village_id: k.unit.to_owned(),
-            metric: k.metric.to_owned(),
+            metric: k.metric.as_str().to_owned(),
             birth_year: k.birth_year,
             yes: c.yes,
             no: c.no,
@@ -153,7 +153,7 @@ pub fn add_to_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
         by_village
             .entry(k.unit)
             .or_default()
-            .push((k.metric, k.birth_year, c.yes, c.no, c.unknown));
+            .push((k.metric.as_str(), k.birth_year, c.yes, c.no, c.unknown));
     }
     let deltas: Vec<NewDelta> = by_village
         .into_iter()
@@ -186,7 +186,7 @@ pub fn add_to_units(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
         .iter()
         .map(|(k, c)| UnitRow {
             unit_id: k.unit.to_owned(),
-            metric: k.metric.to_owned(),
+            metric: k.metric.as_str().to_owned(),
             birth_year: k.birth_year,
             yes: c.yes,
             no: c.no,
