@@ -152,7 +152,7 @@ fn main() {
                     unknown: 0,
                 },
             );
-            for m in Metric::MEMBER_TRI {
+            for &m in Metric::MEMBER_TRI {
                 village_tally.add(
                     v,
                     m,

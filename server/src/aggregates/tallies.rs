@@ -19,7 +19,8 @@ pub enum Metric {
     HouseholdSmartphone,
     /// The household's `fixed_broadband` answer.
     FixedBroadband,
-    /// Member answers, tallied per birth year, named as the member fields.
+    /// Member answers, tallied per birth year, named as the member fields (these last six
+    /// are [`Metric::MEMBER_TRI`]).
     OwnsSmartphone,
     HasTransactionAccount,
     Vneid2,
@@ -42,15 +43,8 @@ impl Metric {
         Metric::HasDigitalSignature,
     ];
 
-    /// The member answers tallied per birth year.
-    pub const MEMBER_TRI: [Metric; 6] = [
-        Metric::OwnsSmartphone,
-        Metric::HasTransactionAccount,
-        Metric::Vneid2,
-        Metric::UsesOnlinePublicServices,
-        Metric::UsesCashlessPayment,
-        Metric::HasDigitalSignature,
-    ];
+    /// The member answers tallied per birth year: the last six.
+    pub const MEMBER_TRI: &'static [Metric] = Metric::ALL.split_at(4).1;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -269,7 +263,7 @@ pub fn add_bundle(out: &mut Tally, household: Option<&HouseholdRow>, members: &[
     }
     for m in live {
         out.add(village, Metric::Members, m.birth_year, Count::of("yes", 1));
-        for metric in Metric::MEMBER_TRI {
+        for &metric in Metric::MEMBER_TRI {
             out.add(
                 village,
                 metric,
@@ -349,6 +343,25 @@ mod tests {
             metric,
             birth_year: year,
         })
+    }
+
+    #[test]
+    fn metrics_name_themselves_and_the_members_tri_fields() {
+        for m in Metric::ALL {
+            assert_eq!(Metric::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(Metric::parse("nope"), None);
+        use hamlet_shared::records::{FieldKind, RecordType};
+        let mut tri: Vec<&str> = RecordType::Member
+            .fields()
+            .iter()
+            .filter(|f| matches!(f.kind, FieldKind::Tri))
+            .map(|f| f.name)
+            .collect();
+        let mut counted: Vec<&str> = Metric::MEMBER_TRI.iter().map(|m| m.as_str()).collect();
+        tri.sort_unstable();
+        counted.sort_unstable();
+        assert_eq!(counted, tri);
     }
 
     #[test]
