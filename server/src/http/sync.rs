@@ -34,12 +34,12 @@ pub async fn push(
     body: web::Json<push_service::PushBody>,
 ) -> AppResult<web::Json<PushResponse>> {
     let ctx = push_service::context(principal, state.sync.max_clock_skew_secs * 1000);
-    // The raw text is dropped once parsed: a push's memory is its parsed mutations only.
-    let (device_id, mutations) = {
-        let body = body.into_inner();
-        (body.device_id, push_service::parse_body(&body, &ctx))
-    };
-    push_service::check_envelope(&ctx.principal, device_id, &mutations, state.sync.max_mutations)?;
+    let body = body.into_inner();
+    push_service::check_envelope(&ctx.principal, &body, state.sync.max_mutations)?;
+    let mutations = push_service::parse_body(&body, &ctx);
+    // The raw text goes once parsed: a push's memory is its parsed mutations only.
+    drop(body);
+    push_service::check_mutation_ids(&mutations)?;
     Ok(web::Json(
         state
             .db(move |conn| push_service::push(conn, &ctx, &mutations))

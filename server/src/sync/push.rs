@@ -122,29 +122,30 @@ pub fn parse_body(body: &PushBody, ctx: &Ctx) -> Vec<Incoming> {
         .collect()
 }
 
-/// Envelope rules: device, role, size and mutation ids. Any failure refuses the whole request.
-pub fn check_envelope(
-    principal: &Principal,
-    device_id: Uuid,
-    mutations: &[Incoming],
-    max_mutations: usize,
-) -> AppResult<()> {
+/// Envelope rules: role, device and size, checked before any mutation is parsed; then
+/// [`check_mutation_ids`]. Any failure refuses the whole request.
+pub fn check_envelope(principal: &Principal, body: &PushBody, max_mutations: usize) -> AppResult<()> {
     crate::auth::authz::require_role(principal, Action::Push)?;
-    if device_id != principal.device_id {
+    if body.device_id != principal.device_id {
         return Err(AppError::Forbidden(
             "device_id is not the device of this session".to_owned(),
         ));
     }
-    if mutations.len() > max_mutations {
+    if body.mutations.len() > max_mutations {
         return Err(AppError::invalid(ErrorDetail::field(
             "mutations",
             ErrorCode::OutOfRange,
             format!(
                 "at most {max_mutations} mutations per push, got {}",
-                mutations.len()
+                body.mutations.len()
             ),
         )));
     }
+    Ok(())
+}
+
+/// The envelope's last rule: every mutation id readable, positive and increasing.
+pub fn check_mutation_ids(mutations: &[Incoming]) -> AppResult<()> {
     let mut details = Vec::new();
     let mut last = 0;
     for (i, m) in mutations.iter().enumerate() {
