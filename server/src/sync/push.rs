@@ -88,7 +88,8 @@ impl Incoming {
             },
             Err(e) => {
                 // Not representable as a JSON tree: what the envelope and the answer need is
-                // read leniently (every other key skipped unread).
+                // read leniently (every other key skipped unread), each on its own, so that an
+                // id that is no string does not hide a readable mutation id.
                 #[derive(Deserialize)]
                 struct Key {
                     mutation_id: Option<i64>,

@@ -90,35 +90,49 @@ fn clocks_from(record_type: RecordType, text: &str, id: &str) -> AppResult<Clock
         .collect()
 }
 
-/// The stored text of a record's clocks, in the compact form: what `serde_json` writes for the
-/// groups (a test holds them equal), written directly; this runs for every record a push stores.
-fn clocks_to(clocks: &Clocks) -> String {
-    // Groups in the order of their first field; a record has one to a few.
-    let mut groups: Vec<(FieldClock, Vec<&str>)> = Vec::new();
-    for (field, clock) in clocks {
-        match groups.iter_mut().find(|(c, _)| c == clock) {
-            Some((_, fields)) => fields.push(field),
+/// A record's clocks grouped by clock, in the order of each group's first field (a record has
+/// one to a few).
+fn clock_groups(clocks: &Clocks) -> Vec<ClockGroup<'static>> {
+    let mut groups: Vec<ClockGroup> = Vec::new();
+    for (&field, c) in clocks {
+        match groups
+            .iter_mut()
+            .find(|g| (g.hlc, g.mutation_id, g.version) == (c.hlc, c.mutation_id, c.version))
+        {
+            Some(g) => g.fields.push(Cow::Borrowed(field)),
             None => {
                 let mut fields = Vec::with_capacity(clocks.len());
-                fields.push(*field);
-                groups.push((*clock, fields));
+                fields.push(Cow::Borrowed(field));
+                groups.push(ClockGroup {
+                    hlc: c.hlc,
+                    mutation_id: c.mutation_id,
+                    version: c.version,
+                    fields,
+                });
             }
         }
     }
+    groups
+}
+
+/// The stored text of a record's clocks, in the compact form: what `serde_json` writes for the
+/// groups (a test holds them equal), written directly; this runs for every record a push stores.
+fn clocks_to(clocks: &Clocks) -> String {
+    let groups = clock_groups(clocks);
     let mut out = String::with_capacity(2 + groups.len() * 110 + clocks.len() * 32);
     out.push('[');
-    for (i, (clock, fields)) in groups.iter().enumerate() {
+    for (i, g) in groups.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str("{\"h\":\"");
-        clock.hlc.push_text(&mut out);
+        g.hlc.push_text(&mut out);
         out.push_str("\",\"m\":");
-        out.push_str(itoa::Buffer::new().format(clock.mutation_id));
+        out.push_str(itoa::Buffer::new().format(g.mutation_id));
         out.push_str(",\"v\":");
-        out.push_str(itoa::Buffer::new().format(clock.version));
+        out.push_str(itoa::Buffer::new().format(g.version));
         out.push_str(",\"f\":[");
-        for (j, field) in fields.iter().enumerate() {
+        for (j, field) in g.fields.iter().enumerate() {
             if j > 0 {
                 out.push(',');
             }
@@ -318,24 +332,10 @@ mod tests {
     use super::*;
     use hamlet_shared::Hlc;
 
-    /// The groups serde would write for `clocks`, in the order of their first field.
+    /// What serde writes for the groups of `clocks` (the grouping itself is checked by the
+    /// group count and the round trip below).
     fn serde_text(clocks: &Clocks) -> String {
-        let mut groups: Vec<ClockGroup> = Vec::new();
-        for (field, c) in clocks {
-            match groups
-                .iter_mut()
-                .find(|g| (g.hlc, g.mutation_id, g.version) == (c.hlc, c.mutation_id, c.version))
-            {
-                Some(g) => g.fields.push(Cow::Borrowed(field)),
-                None => groups.push(ClockGroup {
-                    hlc: c.hlc,
-                    mutation_id: c.mutation_id,
-                    version: c.version,
-                    fields: vec![Cow::Borrowed(field)],
-                }),
-            }
-        }
-        serde_json::to_string(&groups).unwrap()
+        serde_json::to_string(&clock_groups(clocks)).unwrap()
     }
 
     #[test]

@@ -71,14 +71,9 @@ fn machine_busy_seconds() -> Option<f64> {
         .map(|t| t.parse().ok())
         .collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal (guest time is counted in user already)
-    let busy: u64 = ticks
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, t)| t)
-        .sum();
-    Some(busy as f64 / 100.0)
+    let all: u64 = ticks.iter().take(8).sum();
+    let waiting = ticks.get(3)? + ticks.get(4)?;
+    Some((all - waiting) as f64 / 100.0)
 }
 
 /// Where the machine's cores went during one phase, in cores on average: the server, the
