@@ -344,7 +344,28 @@ fn responses_are_gzipped_when_asked(backend: Backend) {
     );
     assert_eq!(res.status, 200);
     assert_eq!(res.header("content-encoding"), Some("gzip"));
+    assert_eq!(res.header("vary"), Some("accept-encoding"));
     assert_eq!(res.json()["summary"]["applied"], 20);
+    // Push answers are compressed by a compressor each thread reuses: answers in a row, of other
+    // sizes, each decode whole; a client that does not ask gets plain JSON.
+    for (records, encoding) in [(40, "gzip"), (1, "gzip"), (3, "identity"), (2, "gzip;q=0")] {
+        let mut headers = with(encoding);
+        headers.push(("Content-Type".into(), "application/json".into()));
+        let body = village_push(&phone, app.unit_id("V1"), records);
+        let res = send(
+            &app,
+            "POST",
+            "/api/v1/sync/push",
+            &headers,
+            Some(body.to_string().as_bytes()),
+        );
+        assert_eq!(res.status, 200, "{encoding}");
+        let packed = (encoding == "gzip").then_some("gzip");
+        assert_eq!(res.header("content-encoding"), packed, "{encoding}");
+        let answer = res.json();
+        assert_eq!(answer["summary"]["applied"], 4 * records, "{encoding}");
+        assert_eq!(answer["results"].as_array().unwrap().len(), 4 * records);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod aggregates;
 pub mod auth;
+pub mod compress;
 pub mod dashboard;
 pub mod decompress;
 pub mod errors;

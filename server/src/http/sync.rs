@@ -2,6 +2,7 @@
 
 use crate::auth::Principal;
 use crate::error::AppResult;
+use crate::http::compress::PackedJson;
 use crate::state::AppState;
 use crate::sync::{conflicts, pull as pull_service, push as push_service};
 use actix_web::{get, post, web};
@@ -32,7 +33,7 @@ pub async fn push(
     state: web::Data<AppState>,
     principal: Principal,
     body: web::Json<push_service::PushBody>,
-) -> AppResult<web::Json<PushResponse>> {
+) -> AppResult<PackedJson<PushResponse>> {
     let ctx = push_service::context(principal, state.sync.max_clock_skew_secs * 1000);
     let body = body.into_inner();
     push_service::check_envelope(&ctx.principal, &body, state.sync.max_mutations)?;
@@ -40,7 +41,7 @@ pub async fn push(
     // The raw text goes once parsed: a push's memory is its parsed mutations only.
     drop(body);
     push_service::check_mutation_ids(&mutations)?;
-    Ok(web::Json(
+    Ok(PackedJson(
         state
             .db(move |conn| push_service::push(conn, &ctx, &mutations))
             .await?,
