@@ -99,14 +99,15 @@ pub(crate) struct StoredResult {
     pub outcome: StoredOutcome,
 }
 
-/// What a stored answer keeps besides status and version.
+/// What a stored answer keeps besides status and version. Empty lists are left out (a plain
+/// answer is a fifth shorter); every binary reads them back as empty.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct StoredOutcome {
     #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ErrorDetail>,
 }
 
@@ -145,5 +146,41 @@ impl StoredResult {
     pub fn decode_all(text: &str) -> AppResult<Vec<StoredResult>> {
         serde_json::from_str(text)
             .map_err(|e| AppError::Internal(format!("unreadable stored push results: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain() -> StoredResult {
+        StoredResult {
+            mutation_id: 7,
+            status: "applied".to_owned(),
+            version: Some(2),
+            outcome: StoredOutcome {
+                id: Some("0190a0e0-0000-7000-8000-000000000001".to_owned()),
+                ..StoredOutcome::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_plain_answer_is_stored_without_its_empty_lists_and_reads_back() {
+        let text = StoredResult::encode_all(&[plain()]).unwrap();
+        assert_eq!(
+            text,
+            r#"[{"m":7,"s":"applied","v":2,"o":{"id":"0190a0e0-0000-7000-8000-000000000001"}}]"#
+        );
+        assert_eq!(StoredResult::decode_all(&text).unwrap(), vec![plain()]);
+        // Rows written before, with the empty lists, read the same.
+        let old = r#"[{"m":7,"s":"applied","v":2,"o":{"id":"0190a0e0-0000-7000-8000-000000000001","conflicts":[],"errors":[]}}]"#;
+        assert_eq!(StoredResult::decode_all(old).unwrap(), vec![plain()]);
+        // Lists that are not empty are kept.
+        let mut clashed = plain();
+        clashed.outcome.conflicts = vec!["head_name".to_owned()];
+        let text = StoredResult::encode_all(std::slice::from_ref(&clashed)).unwrap();
+        assert!(text.contains(r#""conflicts":["head_name"]"#), "{text}");
+        assert_eq!(StoredResult::decode_all(&text).unwrap(), vec![clashed]);
     }
 }
