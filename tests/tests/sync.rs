@@ -819,7 +819,8 @@ fn pages_may_end_inside_one_push(backend: Backend) {
 }
 
 /// Databases made before the compact sync format: their idempotency answers, unfolded counter
-/// deltas and change feed rows are carried over by the migration, and back by its down step.
+/// deltas and change feed rows are carried over by the migrations (000005 compact sync, 000006
+/// deltas grouped by metric), and back by their down steps.
 fn old_rows_survive_the_compact_sync_migration(backend: Backend) {
     use diesel::connection::SimpleConnection;
     use diesel::{QueryableByName, RunQueryDsl, sql_types::Text};
@@ -849,6 +850,8 @@ fn old_rows_survive_the_compact_sync_migration(backend: Backend) {
     let test_db = TestDb::new(backend);
     let pool = test_db.pool();
     let mut conn = pool.get().unwrap();
+    // Back to before 000005 (the two newest migrations).
+    step(&mut conn, false);
     step(&mut conn, false);
     let village = "01000000-0000-7000-8000-000000000001";
     let record = "01000000-0000-7000-8000-0000000000aa";
@@ -866,6 +869,14 @@ fn old_rows_survive_the_compact_sync_migration(backend: Backend) {
     .unwrap();
 
     step(&mut conn, true);
+    step(&mut conn, true);
+    // Deltas grouped by metric, each metric named once.
+    let grouped: Value =
+        serde_json::from_str(&texts(&mut conn, "SELECT counts AS v FROM tally_deltas")[0]).unwrap();
+    let mut years = grouped["owns_smartphone"].as_array().unwrap().clone();
+    years.sort_by_key(|k| k.to_string());
+    assert_eq!(years, [json!([1990, 0, 1, 0]), json!([1990, 1, 0, 0])]);
+    assert_eq!(grouped["households"], json!([[0, 1, 0, 0]]));
     let results = texts(
         &mut conn,
         "SELECT results AS v FROM sync_batches ORDER BY last_mutation_id",
@@ -893,6 +904,41 @@ fn old_rows_survive_the_compact_sync_migration(backend: Backend) {
         [record]
     );
 
+    // A delta this binary writes reads back, and the down step of 000006 returns it to the list
+    // form 000005's reads and down step know.
+    use hamlet_server::aggregates::tallies::{Count, Metric, Tally, TallyKey};
+    let mut delta = Tally::default();
+    let metric = Metric::parse("vneid_level2").unwrap();
+    delta.add(
+        village,
+        metric,
+        2001,
+        Count {
+            yes: 2,
+            no: 0,
+            unknown: 1,
+        },
+    );
+    db::tallies::add_to_villages(&mut conn, &delta).unwrap();
+    let before = db::tallies::all_villages(&mut conn).unwrap();
+    let key = TallyKey {
+        unit: village,
+        metric,
+        birth_year: 2001,
+    };
+    assert_eq!(
+        before.get(key),
+        Count {
+            yes: 2,
+            no: 0,
+            unknown: 1
+        }
+    );
+    step(&mut conn, false);
+    for counts in texts(&mut conn, "SELECT counts AS v FROM tally_deltas") {
+        assert!(counts.trim_start().starts_with("[["), "{counts}");
+    }
+    assert_eq!(db::tallies::all_villages(&mut conn).unwrap(), before);
     // And back: one row per mutation, per counter key and per record again.
     step(&mut conn, false);
     let outcomes = texts(
@@ -902,12 +948,14 @@ fn old_rows_survive_the_compact_sync_migration(backend: Backend) {
     let first: Value = serde_json::from_str(&outcomes[0]).unwrap();
     assert_eq!(first["id"], record);
     assert_eq!(outcomes.len(), 2);
-    assert_eq!(texts(&mut conn, "SELECT metric AS v FROM tally_deltas").len(), 3);
+    assert_eq!(texts(&mut conn, "SELECT metric AS v FROM tally_deltas").len(), 4);
     assert_eq!(
         texts(&mut conn, "SELECT record_id AS v FROM sync_changes"),
         [record]
     );
     step(&mut conn, true);
+    step(&mut conn, true);
+    assert_eq!(db::tallies::all_villages(&mut conn).unwrap(), before);
 }
 
 backend_tests!(
