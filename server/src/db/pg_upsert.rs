@@ -1,4 +1,5 @@
-//! PostgreSQL upserts of record rows with one array parameter per column:
+//! PostgreSQL upserts of record rows (and of the fold's counter rows) with one array parameter
+//! per column:
 //! `INSERT ... SELECT * FROM unnest($1, ..., $18) ON CONFLICT (id) DO UPDATE ...`, the arrays
 //! being the rows' columns.
 //!
@@ -10,6 +11,7 @@
 //! multi-row statements (its binds cost little and it has no arrays).
 
 use super::records::{HouseholdRow, MemberRow};
+use super::tallies::{UnitRow, VillageRow};
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::serialize::{IsNull, Output, ToSql};
@@ -32,6 +34,22 @@ pub fn households(conn: &mut PgConnection, rows: &[HouseholdRow]) -> QueryResult
         return Ok(());
     }
     HouseholdUpsert::of(rows).execute(conn).map(drop)
+}
+
+/// Adds counts to village counters in one statement (keys must be distinct).
+pub fn village_counts(conn: &mut PgConnection, rows: &[VillageRow]) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    VillageCounts::of(rows).execute(conn).map(drop)
+}
+
+/// Adds counts to unit totals in one statement (keys must be distinct).
+pub fn unit_counts(conn: &mut PgConnection, rows: &[UnitRow]) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    UnitCounts::of(rows).execute(conn).map(drop)
 }
 
 /// One column's values, bound as a PostgreSQL array in its binary form. Encoded into a buffer of
@@ -118,17 +136,43 @@ where
     }
 }
 
-/// Columns an upsert never replaces: the key it conflicts on and the creation time.
+/// Columns a record upsert never replaces: the key it conflicts on and the creation time.
 const KEPT_ON_CONFLICT: [&str; 2] = ["id", "created_us"];
+
+/// A record upsert's tail: every column but the kept ones replaced.
+fn replace_record(columns: &[&str]) -> String {
+    let replaced: Vec<String> = columns
+        .iter()
+        .filter(|c| !KEPT_ON_CONFLICT.contains(c))
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!("ON CONFLICT (id) DO UPDATE SET {}", replaced.join(", "))
+}
+
+/// A counter upsert's tail: the key is every column but the three counts, which are added.
+fn add_counts(table: &str, columns: &[&str]) -> String {
+    const COUNTS: [&str; 3] = ["yes", "no", "unknown"];
+    let key: Vec<&str> = columns.iter().copied().filter(|c| !COUNTS.contains(c)).collect();
+    let added: Vec<String> = COUNTS
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .collect();
+    format!(
+        "ON CONFLICT ({}) DO UPDATE SET {}",
+        key.join(", "),
+        added.join(", ")
+    )
+}
 
 /// A query bound to arrays it owns (diesel borrows binds for as long as the query lives).
 /// Each column is declared once (name, Rust element, SQL type, how to read it from a row): the
 /// INSERT list, the arrays and the ON CONFLICT update list are all generated from it, so they
 /// cannot fall out of order or miss a column (a swap of two text columns would type-check).
+/// `on_conflict` makes the statement's tail from its column names.
 macro_rules! array_upsert {
     ($name:ident, $table:literal, $row:ty {
         $($col:ident: $elem:ty => $st:ty = $get:expr),* $(,)?
-    }) => {
+    }, on_conflict: $on_conflict:expr) => {
         struct $name<'a> {
             $($col: Column<$elem>,)*
         }
@@ -154,12 +198,8 @@ macro_rules! array_upsert {
                     format!("INSERT INTO {} ({}) SELECT * FROM unnest(", $table, columns.join(", "))
                 });
                 static UPDATE: LazyLock<String> = LazyLock::new(|| {
-                    let replaced: Vec<String> = [$(stringify!($col)),*]
-                        .iter()
-                        .filter(|c| !KEPT_ON_CONFLICT.contains(c))
-                        .map(|c| format!("{c} = excluded.{c}"))
-                        .collect();
-                    format!(") ON CONFLICT (id) DO UPDATE SET {}", replaced.join(", "))
+                    let on_conflict: fn(&[&str]) -> String = $on_conflict;
+                    format!(") {}", on_conflict(&[$(stringify!($col)),*]))
                 });
                 out.push_sql(&INSERT);
                 let mut first = true;
@@ -201,7 +241,7 @@ array_upsert!(MemberUpsert, "members", MemberRow {
     deleted_us: Option<i64> => Nullable<BigInt> = |m| m.deleted_us,
     created_us: i64 => BigInt = |m| m.created_us,
     updated_us: i64 => BigInt = |m| m.updated_us,
-});
+}, on_conflict: replace_record);
 
 array_upsert!(HouseholdUpsert, "households", HouseholdRow {
     id: &'a str => Text = |h| h.id.as_str(),
@@ -215,7 +255,25 @@ array_upsert!(HouseholdUpsert, "households", HouseholdRow {
     deleted_us: Option<i64> => Nullable<BigInt> = |h| h.deleted_us,
     created_us: i64 => BigInt = |h| h.created_us,
     updated_us: i64 => BigInt = |h| h.updated_us,
-});
+}, on_conflict: replace_record);
+
+array_upsert!(VillageCounts, "village_tallies", VillageRow {
+    village_id: &'a str => Text = |r| r.village_id.as_str(),
+    metric: &'a str => Text = |r| r.metric.as_str(),
+    birth_year: i32 => Integer = |r| r.birth_year,
+    yes: i64 => BigInt = |r| r.yes,
+    no: i64 => BigInt = |r| r.no,
+    unknown: i64 => BigInt = |r| r.unknown,
+}, on_conflict: |columns| add_counts("village_tallies", columns));
+
+array_upsert!(UnitCounts, "unit_tallies", UnitRow {
+    unit_id: &'a str => Text = |r| r.unit_id.as_str(),
+    metric: &'a str => Text = |r| r.metric.as_str(),
+    birth_year: i32 => Integer = |r| r.birth_year,
+    yes: i64 => BigInt = |r| r.yes,
+    no: i64 => BigInt = |r| r.no,
+    unknown: i64 => BigInt = |r| r.unknown,
+}, on_conflict: |columns| add_counts("unit_tallies", columns));
 
 #[cfg(test)]
 mod tests {
@@ -237,5 +295,12 @@ mod tests {
             "{sql}"
         );
         assert!(sql.contains("unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT"), "{sql}");
+        let sql = diesel::debug_query::<Pg, _>(&UnitCounts::of(&[])).to_string();
+        let expected = "INSERT INTO unit_tallies (unit_id, metric, birth_year, yes, no, unknown) \
+                        SELECT * FROM unnest($1, $2, $3, $4, $5, $6) \
+                        ON CONFLICT (unit_id, metric, birth_year) DO UPDATE SET \
+                        yes = unit_tallies.yes + excluded.yes, no = unit_tallies.no + excluded.no, \
+                        unknown = unit_tallies.unknown + excluded.unknown";
+        assert!(sql.starts_with(expected), "{sql}");
     }
 }

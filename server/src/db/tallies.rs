@@ -11,25 +11,25 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Insertable, Queryable, Selectable)]
 #[diesel(table_name = village_tallies)]
 #[diesel(treat_none_as_default_value = false)]
-struct VillageRow {
-    village_id: String,
-    metric: String,
-    birth_year: i32,
-    yes: i64,
-    no: i64,
-    unknown: i64,
+pub(super) struct VillageRow {
+    pub(super) village_id: String,
+    pub(super) metric: String,
+    pub(super) birth_year: i32,
+    pub(super) yes: i64,
+    pub(super) no: i64,
+    pub(super) unknown: i64,
 }
 
 #[derive(Debug, Clone, Insertable, Queryable, Selectable)]
 #[diesel(table_name = unit_tallies)]
 #[diesel(treat_none_as_default_value = false)]
-struct UnitRow {
-    unit_id: String,
-    metric: String,
-    birth_year: i32,
-    yes: i64,
-    no: i64,
-    unknown: i64,
+pub(super) struct UnitRow {
+    pub(super) unit_id: String,
+    pub(super) metric: String,
+    pub(super) birth_year: i32,
+    pub(super) yes: i64,
+    pub(super) no: i64,
+    pub(super) unknown: i64,
 }
 
 /// One write's counter moves in one village: `counts` is JSON grouped by metric,
@@ -194,8 +194,13 @@ pub fn add_to_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
 /// Adds folded deltas to the village counters (in key order: village first).
 pub fn fold_into_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
     let rows = village_rows(delta);
-    add_counts!(conn, village_tallies, rows, (village_id, metric, birth_year));
-    Ok(())
+    match conn {
+        DbConn::Pg(c) => super::pg_upsert::village_counts(c, &rows),
+        DbConn::Sqlite(_) => {
+            add_counts!(conn, village_tallies, rows, (village_id, metric, birth_year));
+            Ok(())
+        }
+    }
 }
 
 /// Adds `delta` to the folded unit totals (in key order).
@@ -211,8 +216,13 @@ pub fn add_to_units(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
             unknown: c.unknown,
         })
         .collect();
-    add_counts!(conn, unit_tallies, rows, (unit_id, metric, birth_year));
-    Ok(())
+    match conn {
+        DbConn::Pg(c) => super::pg_upsert::unit_counts(c, &rows),
+        DbConn::Sqlite(_) => {
+            add_counts!(conn, unit_tallies, rows, (unit_id, metric, birth_year));
+            Ok(())
+        }
+    }
 }
 
 /// Removes and returns every visible unfolded delta, keyed by village.
