@@ -3,8 +3,9 @@
 # deterministic measure (two runs agree within 0.1 %) for comparing builds on a machine whose
 # speed varies by 2x between runs. Not part of the test suite.
 #
-# Counts only inside `hamlet_server::sync::push::Incoming::parse` (each mutation parsed and
-# validated, in the request handler) and
+# Counts only inside `hamlet_server::sync::push::Incoming::parse` and
+# `hamlet_shared::sync::read_mutation` (each mutation parsed and validated, in the request
+# handler; the first may be inlined) and
 # `hamlet_server::sync::push::push` (the blocking part of a push: merge,
 # counting, row building, statements), not the HTTP layer or PostgreSQL.
 #
@@ -45,6 +46,7 @@ HAMLET_FOLD_INTERVAL_SECS=3600 HAMLET_DATABASE_URL="$URL" \
   valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
   --toggle-collect='hamlet_server::sync::push::push*' \
   --toggle-collect='hamlet_server::sync::push::Incoming::parse*' \
+  --toggle-collect='hamlet_shared::sync::read_mutation*' \
   "$BIN" serve --bind "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 300); do

@@ -305,9 +305,9 @@ pub fn validate_fields(
 
 /// [`validate_fields`] taking the fields, keyed by the schema's own field names (no key
 /// allocated, values valid as sent kept, not copied), for the server's merge.
-pub fn validate_fields_owned(
+pub fn validate_fields_owned<K: AsRef<str>>(
     record_type: RecordType,
-    fields: Map<String, Value>,
+    fields: impl IntoIterator<Item = (K, Value)>,
     current_year: i32,
 ) -> Result<BTreeMap<&'static str, Value>, Vec<ErrorDetail>> {
     validate_each(record_type, fields, |spec, v| {

@@ -1,10 +1,14 @@
 //! Push, pull and conflicts on the wire (CONTRACT.md §6).
 
 use crate::hlc::Hlc;
-use crate::records::{RecordType, canonical_uuid};
+use crate::records::{RecordType, canonical_uuid, validate_fields_owned};
 use crate::{ErrorCode, ErrorDetail, UnitId};
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// Most mutations one push may carry.
@@ -58,14 +62,6 @@ impl Mutation {
     }
 }
 
-/// The envelope-level reading of one raw mutation: its idempotency key, which must always be
-/// readable, or why the whole request is refused.
-pub fn mutation_id_of(raw: &Value) -> Option<i64> {
-    raw.get("mutation_id")
-        .and_then(Value::as_i64)
-        .filter(|id| *id > 0)
-}
-
 /// What a mutation that cannot be parsed still tells: its id as sent, and the problems.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
@@ -74,35 +70,185 @@ pub struct Rejection {
     pub errors: Vec<ErrorDetail>,
 }
 
+/// A push's mutation as read and checked on its own: well formed, its fields valid, keyed by
+/// the schema's own names (values valid as sent are kept, not copied).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedMutation {
+    pub record_type: RecordType,
+    pub id: Uuid,
+    pub op: Op,
+    pub base_version: i64,
+    pub hlc: Hlc,
+    pub fields: BTreeMap<&'static str, Value>,
+}
+
 const MUTATION_KEYS: [&str; 7] = ["mutation_id", "type", "id", "op", "base_version", "hlc", "fields"];
 
-/// Parses one raw mutation of `device`. Every problem is reported, not just the first.
-/// Takes the value, so that its fields are moved into the mutation rather than copied.
-pub fn parse_mutation(raw: Value, device: Uuid) -> Result<Mutation, Rejection> {
-    let mut errors = Vec::new();
-    let id_text = raw.get("id").and_then(Value::as_str).map(str::to_owned);
-    let mutation_id = mutation_id_of(&raw).unwrap_or_default();
-    let Value::Object(mut obj) = raw else {
-        return Err(Rejection {
-            id: None,
-            errors: vec![ErrorDetail::record(
-                ErrorCode::InvalidFormat,
-                "a mutation must be an object",
-            )],
-        });
-    };
-    for key in obj.keys().filter(|k| !MUTATION_KEYS.contains(&k.as_str())) {
-        errors.push(ErrorDetail::field(
-            key.clone(),
-            ErrorCode::UnknownField,
-            format!("mutations have no {key:?}"),
-        ));
+/// A JSON string, borrowed from the input unless it has escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
-    let record_type = match obj
-        .get("type")
-        .and_then(Value::as_str)
-        .map(str::parse::<RecordType>)
-    {
+}
+
+/// One raw mutation's keys, each value left as raw JSON until its rule reads it: no JSON tree
+/// is built for the envelope, and a value no rule reads is never parsed.
+struct RawKeys<'a> {
+    /// By position in [`MUTATION_KEYS`]; a repeated key keeps its last value.
+    known: [Option<&'a RawValue>; MUTATION_KEYS.len()],
+    unknown: Vec<String>,
+}
+
+impl<'a> RawKeys<'a> {
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        MUTATION_KEYS
+            .iter()
+            .position(|k| *k == key)
+            .and_then(|i| self.known[i])
+    }
+
+    fn text(&self, key: &str) -> Option<Cow<'a, str>> {
+        self.get(key)
+            .and_then(|raw| serde_json::from_str::<Text>(raw.get()).ok())
+            .map(|t| t.0)
+    }
+
+    /// The idempotency key, which must always be readable.
+    fn mutation_id(&self) -> Option<i64> {
+        self.get("mutation_id")
+            .and_then(|raw| serde_json::from_str::<i64>(raw.get()).ok())
+            .filter(|id| *id > 0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawKeys<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> Visitor<'de> for Keys {
+            type Value = RawKeys<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a mutation object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawKeys<'de>, A::Error> {
+                let mut keys = RawKeys {
+                    known: [None; MUTATION_KEYS.len()],
+                    unknown: Vec::new(),
+                };
+                while let Some(Text(key)) = map.next_key()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    match MUTATION_KEYS.iter().position(|k| *k == key) {
+                        Some(i) => keys.known[i] = Some(value),
+                        None => keys.unknown.push(key.into_owned()),
+                    }
+                }
+                Ok(keys)
+            }
+        }
+        d.deserialize_map(Keys)
+    }
+}
+
+/// An object's members in order, keys borrowed from the input where they can be.
+struct Members<'a>(Vec<(Text<'a>, Value)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> Visitor<'de> for Pairs {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(key) = map.next_key::<Text>()? {
+                    members.push((key, map.next_value()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Pairs)
+    }
+}
+
+/// Why a mutation is refused whole: the server cannot represent it.
+fn unreadable(e: &serde_json::Error) -> ErrorDetail {
+    ErrorDetail::record(
+        ErrorCode::InvalidFormat,
+        format!("this mutation cannot be read: {e}"),
+    )
+}
+
+/// Reads one raw mutation of `device`'s push and validates its fields (birth years up to
+/// `current_year`). Returns its idempotency key when readable, whatever else is wrong, and the
+/// mutation or every problem found with it (field values are checked once the envelope is
+/// right). A mutation the server cannot represent (a number out of range, a lone surrogate,
+/// nesting past the parser's depth) is rejected as `invalid_format`.
+pub fn read_mutation(
+    raw: &str,
+    device: Uuid,
+    current_year: i32,
+) -> (Option<i64>, Result<CheckedMutation, Rejection>) {
+    let keys = match serde_json::from_str::<RawKeys>(raw) {
+        Ok(keys) => keys,
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            let must = ErrorDetail::record(ErrorCode::InvalidFormat, "a mutation must be an object");
+            return (
+                None,
+                Err(Rejection {
+                    id: None,
+                    errors: vec![must],
+                }),
+            );
+        }
+        Err(e) => return unreadable_keys(raw, &e),
+    };
+    let mutation_id = keys.mutation_id();
+    (mutation_id, check(&keys, device, current_year))
+}
+
+/// A mutation whose keys cannot be read: its mutation id and id are read leniently (every other
+/// key skipped unread), each on its own, so that an id that is no string does not hide a
+/// readable mutation id.
+fn unreadable_keys(raw: &str, e: &serde_json::Error) -> (Option<i64>, Result<CheckedMutation, Rejection>) {
+    #[derive(Deserialize)]
+    struct Key {
+        mutation_id: Option<i64>,
+    }
+    #[derive(Deserialize)]
+    struct Id {
+        id: Option<String>,
+    }
+    let key = serde_json::from_str::<Key>(raw).ok();
+    let id = serde_json::from_str::<Id>(raw).ok().and_then(|i| i.id);
+    let mutation_id = key.and_then(|k| k.mutation_id).filter(|id| *id > 0);
+    (
+        mutation_id,
+        Err(Rejection {
+            id,
+            errors: vec![unreadable(e)],
+        }),
+    )
+}
+
+/// The envelope rules, then the fields'. Every envelope problem is reported, not just the first.
+fn check(keys: &RawKeys, device: Uuid, current_year: i32) -> Result<CheckedMutation, Rejection> {
+    let id_text = keys.text("id");
+    let mut errors: Vec<ErrorDetail> = keys
+        .unknown
+        .iter()
+        .map(|key| {
+            ErrorDetail::field(
+                key.clone(),
+                ErrorCode::UnknownField,
+                format!("mutations have no {key:?}"),
+            )
+        })
+        .collect();
+    let record_type = match keys.text("type").map(|t| t.parse::<RecordType>()) {
         Some(Ok(t)) => Some(t),
         Some(Err(m)) => {
             errors.push(ErrorDetail::field("type", ErrorCode::InvalidValue, m));
@@ -125,7 +271,7 @@ pub fn parse_mutation(raw: Value, device: Uuid) -> Result<Mutation, Rejection> {
             "id must be a lowercase hyphenated UUID",
         ));
     }
-    let op = match obj.get("op").and_then(Value::as_str) {
+    let op = match keys.text("op").as_deref() {
         Some("upsert") => Some(Op::Upsert),
         Some("delete") => Some(Op::Delete),
         _ => {
@@ -137,9 +283,9 @@ pub fn parse_mutation(raw: Value, device: Uuid) -> Result<Mutation, Rejection> {
             None
         }
     };
-    let base_version = match obj.get("base_version") {
-        None | Some(Value::Null) => 0,
-        Some(v) => match v.as_i64() {
+    let base_version = match keys.get("base_version") {
+        raw if is_null(raw) => 0,
+        raw => match raw.and_then(|r| serde_json::from_str::<i64>(r.get()).ok()) {
             Some(b) if b >= 0 => b,
             _ => {
                 errors.push(ErrorDetail::field(
@@ -151,7 +297,7 @@ pub fn parse_mutation(raw: Value, device: Uuid) -> Result<Mutation, Rejection> {
             }
         },
     };
-    let hlc = match obj.get("hlc").and_then(Value::as_str).map(str::parse::<Hlc>) {
+    let hlc = match keys.text("hlc").map(|t| t.parse::<Hlc>()) {
         Some(Ok(h)) if h.node == device => Some(h),
         Some(Ok(_)) => {
             errors.push(ErrorDetail::field(
@@ -170,40 +316,67 @@ pub fn parse_mutation(raw: Value, device: Uuid) -> Result<Mutation, Rejection> {
             None
         }
     };
-    let fields = match (op, obj.remove("fields")) {
-        (Some(Op::Upsert), Some(Value::Object(f))) => f,
-        (Some(Op::Upsert), _) => {
-            errors.push(ErrorDetail::field(
-                "fields",
-                ErrorCode::Required,
-                "an upsert needs a fields object",
-            ));
-            Map::new()
-        }
-        (Some(Op::Delete), None | Some(Value::Null)) => Map::new(),
-        (Some(Op::Delete), Some(Value::Object(f))) if f.is_empty() => f,
-        (Some(Op::Delete), Some(_)) => {
+    let rejected = |errors| Rejection {
+        id: id_text.as_deref().map(str::to_owned),
+        errors,
+    };
+    let fields = keys.get("fields");
+    let fields = match op {
+        Some(Op::Upsert) => match fields.filter(is_object) {
+            Some(raw) => Some(raw),
+            None => {
+                errors.push(ErrorDetail::field(
+                    "fields",
+                    ErrorCode::Required,
+                    "an upsert needs a fields object",
+                ));
+                None
+            }
+        },
+        Some(Op::Delete) if !is_null(fields) && !fields.is_some_and(is_empty_object) => {
             errors.push(ErrorDetail::field(
                 "fields",
                 ErrorCode::InvalidValue,
                 "a delete carries no fields",
             ));
-            Map::new()
+            None
         }
-        (None, _) => Map::new(),
+        _ => None,
     };
-    match (record_type, id, op, hlc) {
-        (Some(record_type), Some(id), Some(op), Some(hlc)) if errors.is_empty() => Ok(Mutation {
-            mutation_id,
-            record_type,
-            id,
-            op,
-            base_version,
-            hlc,
-            fields,
-        }),
-        _ => Err(Rejection { id: id_text, errors }),
-    }
+    let (Some(record_type), Some(id), Some(op), Some(hlc), true) =
+        (record_type, id, op, hlc, errors.is_empty())
+    else {
+        return Err(rejected(errors));
+    };
+    let fields = match fields {
+        None => BTreeMap::new(),
+        Some(raw) => {
+            let members =
+                serde_json::from_str::<Members>(raw.get()).map_err(|e| rejected(vec![unreadable(&e)]))?;
+            validate_fields_owned(record_type, members.0, current_year).map_err(rejected)?
+        }
+    };
+    Ok(CheckedMutation {
+        record_type,
+        id,
+        op,
+        base_version,
+        hlc,
+        fields,
+    })
+}
+
+/// A raw JSON value's kind, from its first character.
+fn is_object(raw: &&RawValue) -> bool {
+    raw.get().trim_start().starts_with('{')
+}
+
+fn is_empty_object(raw: &RawValue) -> bool {
+    serde_json::from_str::<Members>(raw.get()).is_ok_and(|m| m.0.is_empty())
+}
+
+fn is_null(raw: Option<&RawValue>) -> bool {
+    raw.is_none_or(|r| r.get().trim() == "null")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -366,21 +539,47 @@ mod tests {
         Uuid::parse_str(DEV).unwrap()
     }
 
+    fn read(raw: &Value) -> (Option<i64>, Result<CheckedMutation, Rejection>) {
+        read_mutation(&raw.to_string(), dev(), 2026)
+    }
+
     #[test]
-    fn parses_a_good_mutation_and_roundtrips() {
+    fn reads_a_good_mutation() {
         let raw = json!({ "mutation_id": 41, "type": "household", "id": "01a20754-270d-72ee-9b9c-3ae28999a980",
             "op": "upsert", "base_version": 3, "hlc": format!("2026-11-20T08:15:00.123Z/0005/{DEV}"),
-            "fields": { "head_name": "A" } });
-        let m = parse_mutation(raw.clone(), dev()).unwrap();
-        assert_eq!((m.mutation_id, m.base_version, m.op), (41, 3, Op::Upsert));
-        assert_eq!(m.to_json(), raw);
+            "fields": { "head_name": "  A  ", "fixed_broadband": "yes" } });
+        let (key, m) = read(&raw);
+        let m = m.unwrap();
+        assert_eq!(key, Some(41));
+        assert_eq!(
+            (m.base_version, m.op, m.record_type),
+            (3, Op::Upsert, RecordType::Household)
+        );
+        assert_eq!(m.hlc.to_string(), format!("2026-11-20T08:15:00.123Z/0005/{DEV}"));
+        // Values normalised or kept as sent, keyed by the schema's names.
+        assert_eq!(m.fields.get("head_name"), Some(&json!("A")));
+        assert_eq!(m.fields.get("fixed_broadband"), Some(&json!("yes")));
+        // Escaped keys and values read the same as plain ones; a delete may carry {} or null.
+        let escaped = r#"{"mutation_id": 2, "type": "household", "id": "01a20754-270d-72ee-9b9c-3ae28999a980",
+            "op": "upsert", "hlc": "2026-11-20T08:15:00.123Z/0005/6f9619ff-8b86-d011-b42d-00c04fc964ff",
+            "fields": {"head\u005fname": "Nh\u00e0"}}"#;
+        let m = read_mutation(escaped, dev(), 2026).1.unwrap();
+        assert_eq!(m.fields.get("head_name"), Some(&json!("Nhà")));
+        for fields in [json!({}), Value::Null] {
+            let mut delete = raw.clone();
+            delete["op"] = json!("delete");
+            delete["fields"] = fields;
+            assert!(read(&delete).1.unwrap().fields.is_empty());
+        }
     }
 
     #[test]
     fn reports_every_problem() {
         let raw =
             json!({ "mutation_id": 1, "type": "cow", "id": "nope", "op": "merge", "hlc": "x", "extra": 1 });
-        let r = parse_mutation(raw, dev()).unwrap_err();
+        let (key, r) = read(&raw);
+        let r = r.unwrap_err();
+        assert_eq!(key, Some(1));
         assert_eq!(r.id.as_deref(), Some("nope"));
         let fields: Vec<_> = r.errors.iter().map(|e| e.field.clone().unwrap()).collect();
         for f in ["extra", "type", "id", "op", "hlc"] {
@@ -389,13 +588,83 @@ mod tests {
         let other_node = json!({ "mutation_id": 1, "type": "member", "id": "01a20754-270d-72ee-9b9c-3ae28999a980",
             "op": "delete", "hlc": "2026-11-20T08:15:00.123Z/0005/01a20754-270d-72ee-9b9c-3ae28999a980" });
         assert_eq!(
-            parse_mutation(other_node, dev()).unwrap_err().errors[0]
-                .field
-                .as_deref(),
+            read(&other_node).1.unwrap_err().errors[0].field.as_deref(),
             Some("hlc")
         );
-        assert!(parse_mutation(json!(5), dev()).is_err());
-        assert_eq!(mutation_id_of(&json!({ "mutation_id": 0 })), None);
-        assert_eq!(mutation_id_of(&json!({ "mutation_id": "3" })), None);
+        let (key, r) = read(&json!(5));
+        assert_eq!(key, None);
+        assert_eq!(r.unwrap_err().errors[0].message, "a mutation must be an object");
+        for unusable in [json!(0), json!("3"), json!(-2), json!(1.5), Value::Null] {
+            assert_eq!(read(&json!({ "mutation_id": unusable })).0, None, "{unusable}");
+        }
+    }
+
+    #[test]
+    fn field_rules_apply_once_the_envelope_is_right() {
+        let good = json!({ "mutation_id": 9, "type": "member", "id": "01a20754-270d-72ee-9b9c-3ae28999a980",
+            "op": "upsert", "hlc": format!("2026-11-20T08:15:00.123Z/0005/{DEV}"),
+            "fields": { "birth_year": 1890, "colour": "red" } });
+        let r = read(&good).1.unwrap_err();
+        let fields: Vec<_> = r.errors.iter().map(|e| e.field.clone().unwrap()).collect();
+        assert_eq!(fields, ["birth_year", "colour"]);
+        assert_eq!(r.id.as_deref(), Some("01a20754-270d-72ee-9b9c-3ae28999a980"));
+        // An envelope problem hides the fields' (they are not read).
+        let mut bad = good.clone();
+        bad["op"] = json!("merge");
+        let fields: Vec<_> = read(&bad)
+            .1
+            .unwrap_err()
+            .errors
+            .iter()
+            .map(|e| e.field.clone().unwrap())
+            .collect();
+        assert_eq!(fields, ["op"]);
+        for (fields, code) in [
+            (json!(5), ErrorCode::Required),
+            (Value::Null, ErrorCode::Required),
+        ] {
+            let mut m = good.clone();
+            m["fields"] = fields;
+            assert_eq!(read(&m).1.unwrap_err().errors[0].code, code);
+        }
+        let mut delete = good.clone();
+        delete["op"] = json!("delete");
+        assert_eq!(
+            read(&delete).1.unwrap_err().errors[0].code,
+            ErrorCode::InvalidValue
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_represented_is_rejected_whole_with_its_keys() {
+        let head = format!(
+            r#""mutation_id": 4, "type": "household", "id": "01a20754-270d-72ee-9b9c-3ae28999a980", "op": "upsert", "hlc": "2026-11-20T08:15:00.123Z/0005/{DEV}""#
+        );
+        for (fields, problem) in [
+            (r#"{"head_name": "A", "x": 1e400}"#, "number out of range"),
+            (r#"{"head_name": "\ud800"}"#, "hex escape"),
+            (
+                &*format!(r#"{{"head_name": {}}}"#, "[".repeat(300) + &"]".repeat(300)),
+                "recursion limit",
+            ),
+        ] {
+            let (key, r) = read_mutation(&format!("{{{head}, \"fields\": {fields}}}"), dev(), 2026);
+            let r = r.unwrap_err();
+            assert_eq!(key, Some(4), "{problem}");
+            assert_eq!(r.id.as_deref(), Some("01a20754-270d-72ee-9b9c-3ae28999a980"));
+            assert_eq!(r.errors[0].code, ErrorCode::InvalidFormat);
+            assert!(r.errors[0].message.contains(problem), "{}", r.errors[0].message);
+        }
+        // A key that cannot be read hides every key after it from any parser.
+        let (_, r) = read_mutation(&format!(r#"{{{head}, "\udc00": 1}}"#), dev(), 2026);
+        assert_eq!(r.unwrap_err().errors[0].code, ErrorCode::InvalidFormat);
+        // A value no rule reads as JSON is skipped unread.
+        let (key, r) = read_mutation(
+            &format!(r#"{{"x": [1e400], {head}, "fields": {{"head_name": "A"}}}}"#),
+            dev(),
+            2026,
+        );
+        assert_eq!(key, Some(4));
+        assert_eq!(r.unwrap_err().errors[0].field.as_deref(), Some("x"));
     }
 }

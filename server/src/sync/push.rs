@@ -10,12 +10,10 @@ use crate::db::sync::BatchRow;
 use crate::db::{self, DbConn};
 use crate::error::{AppError, AppResult};
 use foldhash::{HashMap, HashMapExt, HashSet};
-use hamlet_shared::records::validate_fields_owned;
 use hamlet_shared::sync::{
-    Mutation, MutationResult, MutationStatus, Op, PushResponse, PushSummary, Rejection, mutation_id_of,
-    parse_mutation,
+    CheckedMutation, MutationResult, MutationStatus, Op, PushResponse, PushSummary, Rejection, read_mutation,
 };
-use hamlet_shared::{ErrorCode, ErrorDetail, Hlc, RecordType, UnitLevel};
+use hamlet_shared::{ErrorCode, ErrorDetail, RecordType, UnitLevel};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -38,39 +36,7 @@ pub struct PushBody {
 pub struct Incoming {
     /// `None` when it is not a positive integer: the envelope check refuses the request.
     mutation_id: Option<i64>,
-    parsed: Result<Valid, Rejection>,
-}
-
-/// A mutation whose fields passed validation (which reads nothing but the mutation).
-struct Valid {
-    record_type: RecordType,
-    id: Uuid,
-    op: Op,
-    base_version: i64,
-    hlc: Hlc,
-    fields: Fields,
-}
-
-impl Valid {
-    fn of(m: Mutation, current_year: i32) -> Result<Self, Rejection> {
-        let fields = match m.op {
-            Op::Upsert => {
-                validate_fields_owned(m.record_type, m.fields, current_year).map_err(|errors| Rejection {
-                    id: Some(m.id.to_string()),
-                    errors,
-                })?
-            }
-            Op::Delete => Fields::new(),
-        };
-        Ok(Self {
-            record_type: m.record_type,
-            id: m.id,
-            op: m.op,
-            base_version: m.base_version,
-            hlc: m.hlc,
-            fields,
-        })
-    }
+    parsed: Result<CheckedMutation, Rejection>,
 }
 
 impl Incoming {
@@ -79,39 +45,11 @@ impl Incoming {
         self.mutation_id.unwrap_or_default()
     }
 
-    /// Parses one mutation of `device`'s push.
+    /// Reads and validates one mutation of `device`'s push (which reads nothing but the
+    /// mutation; see [`read_mutation`]).
     fn parse(raw: &RawValue, device: Uuid, current_year: i32) -> Self {
-        match serde_json::from_str::<Value>(raw.get()) {
-            Ok(value) => Self {
-                mutation_id: mutation_id_of(&value),
-                parsed: parse_mutation(value, device).and_then(|m| Valid::of(m, current_year)),
-            },
-            Err(e) => {
-                // Not representable as a JSON tree: what the envelope and the answer need is
-                // read leniently (every other key skipped unread), each on its own, so that an
-                // id that is no string does not hide a readable mutation id.
-                #[derive(Deserialize)]
-                struct Key {
-                    mutation_id: Option<i64>,
-                }
-                #[derive(Deserialize)]
-                struct Id {
-                    id: Option<String>,
-                }
-                let key = serde_json::from_str::<Key>(raw.get()).ok();
-                let id = serde_json::from_str::<Id>(raw.get()).ok().and_then(|i| i.id);
-                Self {
-                    mutation_id: key.and_then(|k| k.mutation_id).filter(|id| *id > 0),
-                    parsed: Err(Rejection {
-                        id,
-                        errors: vec![ErrorDetail::record(
-                            ErrorCode::InvalidFormat,
-                            format!("this mutation cannot be read: {e}"),
-                        )],
-                    }),
-                }
-            }
-        }
+        let (mutation_id, parsed) = read_mutation(raw.get(), device, current_year);
+        Self { mutation_id, parsed }
     }
 }
 
