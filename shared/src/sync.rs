@@ -3,7 +3,7 @@
 use crate::hlc::Hlc;
 use crate::records::{RecordType, canonical_uuid, validate_fields_owned};
 use crate::{ErrorCode, ErrorDetail, UnitId};
-use serde::de::{MapAccess, Visitor};
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -82,7 +82,8 @@ pub struct CheckedMutation {
     pub fields: BTreeMap<&'static str, Value>,
 }
 
-const MUTATION_KEYS: [&str; 7] = ["mutation_id", "type", "id", "op", "base_version", "hlc", "fields"];
+/// The envelope's keys besides `fields`.
+const MUTATION_KEYS: [&str; 6] = ["mutation_id", "type", "id", "op", "base_version", "hlc"];
 
 /// A JSON string, borrowed from the input unless it has escapes.
 #[derive(Deserialize)]
@@ -94,12 +95,60 @@ impl AsRef<str> for Text<'_> {
     }
 }
 
-/// One raw mutation's keys, each value left as raw JSON until its rule reads it: no JSON tree
-/// is built for the envelope, and a value no rule reads is never parsed.
+/// One raw mutation's keys, each envelope value left as raw JSON until its rule reads it (no
+/// JSON tree is built for the envelope, and a value no rule reads is never parsed); the fields
+/// read once, as sent.
 struct RawKeys<'a> {
     /// By position in [`MUTATION_KEYS`]; a repeated key keeps its last value.
     known: [Option<&'a RawValue>; MUTATION_KEYS.len()],
+    fields: Option<SentFields<'a>>,
     unknown: Vec<String>,
+}
+
+/// A mutation's `fields` as sent.
+enum SentFields<'a> {
+    Object(Members<'a>),
+    Null,
+    /// Anything but an object or null (skipped unread).
+    Other,
+}
+
+impl<'de> Deserialize<'de> for SentFields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Kind;
+        impl<'de> Visitor<'de> for Kind {
+            type Value = SentFields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SentFields<'de>, A::Error> {
+                Members::visit(map).map(SentFields::Object)
+            }
+            fn visit_unit<E>(self) -> Result<SentFields<'de>, E> {
+                Ok(SentFields::Null)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SentFields<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(SentFields::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<SentFields<'de>, E> {
+                Ok(SentFields::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<SentFields<'de>, E> {
+                Ok(SentFields::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<SentFields<'de>, E> {
+                Ok(SentFields::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<SentFields<'de>, E> {
+                Ok(SentFields::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<SentFields<'de>, E> {
+                Ok(SentFields::Other)
+            }
+        }
+        d.deserialize_any(Kind)
+    }
 }
 
 impl<'a> RawKeys<'a> {
@@ -135,9 +184,14 @@ impl<'de> Deserialize<'de> for RawKeys<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawKeys<'de>, A::Error> {
                 let mut keys = RawKeys {
                     known: [None; MUTATION_KEYS.len()],
+                    fields: None,
                     unknown: Vec::new(),
                 };
                 while let Some(Text(key)) = map.next_key()? {
+                    if key == "fields" {
+                        keys.fields = Some(map.next_value()?);
+                        continue;
+                    }
                     let value: &'de RawValue = map.next_value()?;
                     match MUTATION_KEYS.iter().position(|k| *k == key) {
                         Some(i) => keys.known[i] = Some(value),
@@ -162,15 +216,21 @@ impl<'de> Deserialize<'de> for Members<'de> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some(key) = map.next_key::<Text>()? {
-                    members.push((key, map.next_value()?));
-                }
-                Ok(Members(members))
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Members<'de>, A::Error> {
+                Members::visit(map)
             }
         }
         d.deserialize_map(Pairs)
+    }
+}
+
+impl<'de> Members<'de> {
+    fn visit<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        while let Some(key) = map.next_key::<Text>()? {
+            members.push((key, map.next_value()?));
+        }
+        Ok(Members(members))
     }
 }
 
@@ -207,7 +267,7 @@ pub fn read_mutation(
         Err(e) => return unreadable_keys(raw, &e),
     };
     let mutation_id = keys.mutation_id();
-    (mutation_id, check(&keys, device, current_year))
+    (mutation_id, check(keys, device, current_year))
 }
 
 /// A mutation whose keys cannot be read: its mutation id and id are read leniently (every other
@@ -235,7 +295,7 @@ fn unreadable_keys(raw: &str, e: &serde_json::Error) -> (Option<i64>, Result<Che
 }
 
 /// The envelope rules, then the fields'. Every envelope problem is reported, not just the first.
-fn check(keys: &RawKeys, device: Uuid, current_year: i32) -> Result<CheckedMutation, Rejection> {
+fn check(mut keys: RawKeys, device: Uuid, current_year: i32) -> Result<CheckedMutation, Rejection> {
     let id_text = keys.text("id");
     let mut errors: Vec<ErrorDetail> = keys
         .unknown
@@ -320,20 +380,19 @@ fn check(keys: &RawKeys, device: Uuid, current_year: i32) -> Result<CheckedMutat
         id: id_text.as_deref().map(str::to_owned),
         errors,
     };
-    let fields = keys.get("fields");
-    let fields = match op {
-        Some(Op::Upsert) => match fields.filter(is_object) {
-            Some(raw) => Some(raw),
-            None => {
-                errors.push(ErrorDetail::field(
-                    "fields",
-                    ErrorCode::Required,
-                    "an upsert needs a fields object",
-                ));
-                None
-            }
-        },
-        Some(Op::Delete) if !is_null(fields) && !fields.is_some_and(is_empty_object) => {
+    let fields = match (op, keys.fields.take()) {
+        (Some(Op::Upsert), Some(SentFields::Object(members))) => Some(members),
+        (Some(Op::Upsert), _) => {
+            errors.push(ErrorDetail::field(
+                "fields",
+                ErrorCode::Required,
+                "an upsert needs a fields object",
+            ));
+            None
+        }
+        (Some(Op::Delete), None | Some(SentFields::Null)) => None,
+        (Some(Op::Delete), Some(SentFields::Object(members))) if members.0.is_empty() => None,
+        (Some(Op::Delete), Some(_)) => {
             errors.push(ErrorDetail::field(
                 "fields",
                 ErrorCode::InvalidValue,
@@ -341,7 +400,7 @@ fn check(keys: &RawKeys, device: Uuid, current_year: i32) -> Result<CheckedMutat
             ));
             None
         }
-        _ => None,
+        (None, _) => None,
     };
     let (Some(record_type), Some(id), Some(op), Some(hlc), true) =
         (record_type, id, op, hlc, errors.is_empty())
@@ -350,11 +409,7 @@ fn check(keys: &RawKeys, device: Uuid, current_year: i32) -> Result<CheckedMutat
     };
     let fields = match fields {
         None => BTreeMap::new(),
-        Some(raw) => {
-            let members =
-                serde_json::from_str::<Members>(raw.get()).map_err(|e| rejected(vec![unreadable(&e)]))?;
-            validate_fields_owned(record_type, members.0, current_year).map_err(rejected)?
-        }
+        Some(members) => validate_fields_owned(record_type, members.0, current_year).map_err(rejected)?,
     };
     Ok(CheckedMutation {
         record_type,
@@ -364,15 +419,6 @@ fn check(keys: &RawKeys, device: Uuid, current_year: i32) -> Result<CheckedMutat
         hlc,
         fields,
     })
-}
-
-/// A raw JSON value's kind, from its first character.
-fn is_object(raw: &&RawValue) -> bool {
-    raw.get().trim_start().starts_with('{')
-}
-
-fn is_empty_object(raw: &RawValue) -> bool {
-    serde_json::from_str::<Members>(raw.get()).is_ok_and(|m| m.0.is_empty())
 }
 
 fn is_null(raw: Option<&RawValue>) -> bool {
