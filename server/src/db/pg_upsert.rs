@@ -20,38 +20,6 @@ use diesel::{PgConnection, QueryResult, RunQueryDsl};
 use std::io::Write;
 use std::sync::LazyLock;
 
-/// Upserts member rows in one statement (every column but the id and creation time replaced).
-pub fn members(conn: &mut PgConnection, rows: &[MemberRow]) -> QueryResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    MemberUpsert::of(rows).execute(conn).map(drop)
-}
-
-/// Upserts household rows in one statement (every column but the id and creation time replaced).
-pub fn households(conn: &mut PgConnection, rows: &[HouseholdRow]) -> QueryResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    HouseholdUpsert::of(rows).execute(conn).map(drop)
-}
-
-/// Adds counts to village counters in one statement (keys must be distinct).
-pub fn village_counts(conn: &mut PgConnection, rows: &[VillageRow]) -> QueryResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    VillageCounts::of(rows).execute(conn).map(drop)
-}
-
-/// Adds counts to unit totals in one statement (keys must be distinct).
-pub fn unit_counts(conn: &mut PgConnection, rows: &[UnitRow]) -> QueryResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    UnitCounts::of(rows).execute(conn).map(drop)
-}
-
 /// One column's values, bound as a PostgreSQL array in its binary form. Encoded into a buffer of
 /// the exact size, written to diesel's bind in one piece: diesel's own array encoding copies each
 /// element twice and grows the bind by doubling (6 % of the push's instructions, and page
@@ -168,11 +136,20 @@ fn add_counts(table: &str, columns: &[&str]) -> String {
 /// Each column is declared once (name, Rust element, SQL type, how to read it from a row): the
 /// INSERT list, the arrays and the ON CONFLICT update list are all generated from it, so they
 /// cannot fall out of order or miss a column (a swap of two text columns would type-check).
+/// `$run` is the public function writing a slice of rows in one statement (none for no rows);
 /// `on_conflict` makes the statement's tail from its column names.
 macro_rules! array_upsert {
-    ($name:ident, $table:literal, $row:ty {
+    ($(#[$doc:meta])* fn $run:ident, $name:ident, $table:literal, $row:ty {
         $($col:ident: $elem:ty => $st:ty = $get:expr),* $(,)?
     }, on_conflict: $on_conflict:expr) => {
+        $(#[$doc])*
+        pub fn $run(conn: &mut PgConnection, rows: &[$row]) -> QueryResult<()> {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            $name::of(rows).execute(conn).map(drop)
+        }
+
         struct $name<'a> {
             $($col: Column<$elem>,)*
         }
@@ -222,7 +199,11 @@ macro_rules! array_upsert {
     };
 }
 
-array_upsert!(MemberUpsert, "members", MemberRow {
+array_upsert!(
+    /// Upserts member rows in one statement (every column but the id and creation time replaced).
+    fn members,
+    MemberUpsert,
+    "members", MemberRow {
     id: &'a str => Text = |m| m.id.as_str(),
     household_id: &'a str => Text = |m| m.household_id.as_str(),
     village_id: Option<&'a str> => Nullable<Text> = |m| m.village_id.as_deref(),
@@ -243,7 +224,11 @@ array_upsert!(MemberUpsert, "members", MemberRow {
     updated_us: i64 => BigInt = |m| m.updated_us,
 }, on_conflict: replace_record);
 
-array_upsert!(HouseholdUpsert, "households", HouseholdRow {
+array_upsert!(
+    /// Upserts household rows in one statement (every column but the id and creation time replaced).
+    fn households,
+    HouseholdUpsert,
+    "households", HouseholdRow {
     id: &'a str => Text = |h| h.id.as_str(),
     village_id: &'a str => Text = |h| h.village_id.as_str(),
     head_name: &'a str => Text = |h| h.head_name.as_str(),
@@ -257,7 +242,11 @@ array_upsert!(HouseholdUpsert, "households", HouseholdRow {
     updated_us: i64 => BigInt = |h| h.updated_us,
 }, on_conflict: replace_record);
 
-array_upsert!(VillageCounts, "village_tallies", VillageRow {
+array_upsert!(
+    /// Adds counts to village counters in one statement (keys must be distinct).
+    fn village_counts,
+    VillageCounts,
+    "village_tallies", VillageRow {
     village_id: &'a str => Text = |r| r.village_id.as_str(),
     metric: &'a str => Text = |r| r.metric.as_str(),
     birth_year: i32 => Integer = |r| r.birth_year,
@@ -266,7 +255,11 @@ array_upsert!(VillageCounts, "village_tallies", VillageRow {
     unknown: i64 => BigInt = |r| r.unknown,
 }, on_conflict: |columns| add_counts("village_tallies", columns));
 
-array_upsert!(UnitCounts, "unit_tallies", UnitRow {
+array_upsert!(
+    /// Adds counts to unit totals in one statement (keys must be distinct).
+    fn unit_counts,
+    UnitCounts,
+    "unit_tallies", UnitRow {
     unit_id: &'a str => Text = |r| r.unit_id.as_str(),
     metric: &'a str => Text = |r| r.metric.as_str(),
     birth_year: i32 => Integer = |r| r.birth_year,
