@@ -32,7 +32,8 @@ pub enum Op {
     Delete,
 }
 
-/// One parsed, well-formed mutation (its field values are checked separately).
+/// A mutation as a client makes it (sent as [`Mutation::to_json`]; the server reads each with
+/// [`read_mutation`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mutation {
     pub mutation_id: i64,
@@ -207,22 +208,6 @@ impl<'de> Deserialize<'de> for RawKeys<'de> {
 
 /// An object's members in order, keys borrowed from the input where they can be.
 struct Members<'a>(Vec<(Text<'a>, Value)>);
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Pairs;
-        impl<'de> Visitor<'de> for Pairs {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Members<'de>, A::Error> {
-                Members::visit(map)
-            }
-        }
-        d.deserialize_map(Pairs)
-    }
-}
 
 impl<'de> Members<'de> {
     fn visit<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
