@@ -59,8 +59,10 @@ impl Application {
         spawn_fold(state.clone(), config.aggregates.fold_interval_secs);
         let openapi = web::Data::new(http::openapi());
         let route_methods = web::Data::new(http::fallback::RouteMethods::from_openapi(&openapi));
+        // As many sync requests at once as the pool really has connections (fewer on SQLite).
+        let pool_size = pool.max_size() as usize;
         let sync_gate = web::Data::new(http::admission::SyncGate::new(
-            config.pool.max_size as usize,
+            pool_size,
             http::admission::QUEUE_WAIT,
         ));
         let body_limit = config.body_limit;
@@ -150,7 +152,7 @@ impl Application {
             .max(1);
         // Database work runs on blocking threads; more of them than pooled connections only
         // wait, and each idle one keeps its own malloc arena (hundreds of MB with 256 phones).
-        let blocking = (config.pool.max_size as usize).div_ceil(workers).max(2);
+        let blocking = pool_size.div_ceil(workers).max(2);
         server = server.workers(workers).worker_max_blocking_threads(blocking);
         if !config.handle_signals {
             server = server.disable_signals();
