@@ -19,19 +19,25 @@ thread_local! {
     static GZIP: RefCell<Option<Compress>> = const { RefCell::new(None) };
 }
 
-/// `data` as one gzip member, compressed by this thread's reusable compressor.
-pub fn gzip(data: &[u8]) -> Vec<u8> {
+/// `data` as one gzip member, compressed by this thread's reusable compressor; `None` if deflate
+/// refuses (it has no reason to: the answer then goes uncompressed, and the compressor is
+/// dropped so that the next answer starts from a fresh one).
+pub fn gzip(data: &[u8]) -> Option<Vec<u8>> {
     GZIP.with_borrow_mut(|slot| {
         let c = slot.get_or_insert_with(|| Compress::new_gzip(Compression::fast(), 15));
         c.reset();
         let mut out = Vec::with_capacity(data.len() / 2 + 64);
         loop {
-            let read = c.total_in() as usize;
+            let read = usize::try_from(c.total_in()).ok()?;
             // Only a full output buffer stops deflate short: grow it and go on.
-            match c.compress_vec(&data[read..], &mut out, FlushCompress::Finish) {
-                Ok(Status::StreamEnd) => return out,
+            match c.compress_vec(data.get(read..)?, &mut out, FlushCompress::Finish) {
+                Ok(Status::StreamEnd) => return Some(out),
                 Ok(Status::Ok | Status::BufError) => out.reserve(out.capacity().max(64)),
-                Err(e) => unreachable!("deflate refused a finished in-memory stream: {e}"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "gzip refused an answer; sent uncompressed");
+                    *slot = None;
+                    return None;
+                }
             }
         }
     })
@@ -62,11 +68,11 @@ impl<T: Serialize> Responder for PackedJson<T> {
         let mut res = HttpResponse::Ok();
         res.insert_header(header::ContentType::json())
             .insert_header((header::VARY, HeaderValue::from_static("accept-encoding")));
-        if wants_gzip(req) {
-            res.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")))
-                .body(gzip(&json))
-        } else {
-            res.body(json)
+        match wants_gzip(req).then(|| gzip(&json)).flatten() {
+            Some(packed) => res
+                .insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")))
+                .body(packed),
+            None => res.body(json),
         }
     }
 }
@@ -90,7 +96,7 @@ mod tests {
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         for data in [noise.as_slice(), b"{\"a\":1}", b"", noise.as_slice()] {
-            assert_eq!(gunzip(&gzip(data)), data);
+            assert_eq!(gunzip(&gzip(data).unwrap()), data);
         }
     }
 
