@@ -2,7 +2,7 @@
 //! (those live in `retry` and `sync`).
 
 use crate::error::{Error, Result};
-use hamlet_shared::sync::{PullResponse, PushRequest, PushResponse};
+use hamlet_shared::sync::{Mutation, PullResponse, PushBatch, PushRequest, PushResponse};
 use hamlet_shared::{
     DeviceList, ErrorBody, ErrorCode, ErrorPayload, Health, LoginRequest, NewUnit, NewUser, RefreshRequest,
     TokenResponse, Unit, UnitId, UnitList, UnitWithPath, UserId, UserInfo,
@@ -189,7 +189,16 @@ impl Api {
 
     /// `POST /api/v1/sync/push`, the body gzip-compressed unless turned off.
     pub fn push(&self, request: &PushRequest) -> Result<PushResponse> {
-        let json = serde_json::to_vec(request).map_err(|e| Error::Invalid(format!("push body: {e}")))?;
+        self.push_body(request)
+    }
+
+    /// [`Api::push`] of a client's own mutations, serialised straight from them.
+    pub fn push_mutations(&self, device_id: Uuid, mutations: &[Mutation]) -> Result<PushResponse> {
+        self.push_body(&PushBatch { device_id, mutations })
+    }
+
+    fn push_body(&self, body: &impl Serialize) -> Result<PushResponse> {
+        let json = serde_json::to_vec(body).map_err(|e| Error::Invalid(format!("push body: {e}")))?;
         let req = self
             .authorize(self.agent.post(&self.url("/api/v1/sync/push")))
             .header("Content-Type", "application/json");

@@ -6,7 +6,7 @@ use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::outbox::{self, BatchOutcome};
 use crate::store::{self, apply_change, now_us, set_cursor};
-use hamlet_shared::sync::{Mutation, PushRequest, PushSummary};
+use hamlet_shared::sync::PushSummary;
 
 /// What a push did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,11 +104,7 @@ impl Client {
                 return Ok(report);
             }
             let sent: Vec<i64> = batch.iter().map(|m| m.mutation_id).collect();
-            let request = PushRequest {
-                device_id,
-                mutations: batch.iter().map(Mutation::to_json).collect(),
-            };
-            let answer = match self.call(|api| api.push(&request)) {
+            let answer = match self.call(|api| api.push_mutations(device_id, &batch)) {
                 Ok(answer) => answer,
                 // Too large: the same mutations, unchanged, in smaller pushes.
                 Err(e) if e.status() == Some(413) && batch.len() > 1 => {

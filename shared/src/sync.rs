@@ -32,7 +32,7 @@ pub enum Op {
     Delete,
 }
 
-/// A mutation as a client makes it (sent as [`Mutation::to_json`]; the server reads each with
+/// A mutation as a client makes it: serialised in the wire form (the server reads each with
 /// [`read_mutation`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mutation {
@@ -45,22 +45,31 @@ pub struct Mutation {
     pub fields: Map<String, Value>,
 }
 
-impl Mutation {
-    /// The wire form, as a client sends it.
-    pub fn to_json(&self) -> Value {
-        let mut m = serde_json::json!({
-            "mutation_id": self.mutation_id,
-            "type": self.record_type,
-            "id": self.id,
-            "op": self.op,
-            "base_version": self.base_version,
-            "hlc": self.hlc.to_string(),
-        });
-        if self.op == Op::Upsert {
-            m["fields"] = Value::Object(self.fields.clone());
+/// The wire form: a delete carries no `fields`.
+impl Serialize for Mutation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let upsert = self.op == Op::Upsert;
+        let mut m = s.serialize_map(Some(6 + usize::from(upsert)))?;
+        m.serialize_entry("mutation_id", &self.mutation_id)?;
+        m.serialize_entry("type", &self.record_type)?;
+        m.serialize_entry("id", &self.id)?;
+        m.serialize_entry("op", &self.op)?;
+        m.serialize_entry("base_version", &self.base_version)?;
+        m.serialize_entry("hlc", &format_args!("{}", self.hlc))?;
+        if upsert {
+            m.serialize_entry("fields", &self.fields)?;
         }
-        m
+        m.end()
     }
+}
+
+/// `POST /api/v1/sync/push` as a client writes it: [`PushRequest`] serialised straight from its
+/// mutations (no JSON tree built per mutation).
+#[derive(Debug, Serialize)]
+pub struct PushBatch<'a> {
+    pub device_id: Uuid,
+    pub mutations: &'a [Mutation],
 }
 
 /// What a mutation that cannot be parsed still tells: its id as sent, and the problems.
@@ -602,6 +611,55 @@ mod tests {
             delete["fields"] = fields;
             assert!(read(&delete).1.unwrap().fields.is_empty());
         }
+    }
+
+    #[test]
+    fn a_clients_mutations_read_back_as_sent() {
+        let hlc: Hlc = format!("2026-11-20T08:15:00.123Z/0005/{DEV}").parse().unwrap();
+        let id: Uuid = "01a20754-270d-72ee-9b9c-3ae28999a980".parse().unwrap();
+        let mut fields = Map::new();
+        fields.insert("head_name".into(), json!("Nhà \"Một\""));
+        let upsert = Mutation {
+            mutation_id: 7,
+            record_type: RecordType::Household,
+            id,
+            op: Op::Upsert,
+            base_version: 2,
+            hlc,
+            fields,
+        };
+        let delete = Mutation {
+            mutation_id: 8,
+            op: Op::Delete,
+            fields: Map::new(),
+            ..upsert.clone()
+        };
+        let text = serde_json::to_string(&PushBatch {
+            device_id: dev(),
+            mutations: &[upsert.clone(), delete],
+        })
+        .unwrap();
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["device_id"], DEV);
+        assert!(
+            body["mutations"][1].get("fields").is_none(),
+            "a delete carries no fields: {text}"
+        );
+        let read: Vec<_> = body["mutations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| read_mutation(&m.to_string(), dev(), 2026))
+            .collect();
+        let (key, first) = &read[0];
+        let first = first.as_ref().unwrap();
+        assert_eq!(
+            (*key, first.op, first.base_version, first.hlc, first.id),
+            (Some(7), Op::Upsert, 2, hlc, id)
+        );
+        assert_eq!(first.fields.get("head_name"), Some(&json!("Nhà \"Một\"")));
+        assert_eq!(read[1].0, Some(8));
+        assert_eq!(read[1].1.as_ref().unwrap().op, Op::Delete);
     }
 
     #[test]

@@ -260,7 +260,7 @@ fn outbox_survives_a_client_that_cannot_reach_the_server(backend: Backend) {
     let token = c.store().session().unwrap().unwrap().access_token;
     let early: Vec<Value> = status.pending[..2]
         .iter()
-        .map(|e| e.mutation().to_json())
+        .map(|e| serde_json::to_value(e.mutation()).unwrap())
         .collect();
     let answer = Api::new(&app.base)
         .with_token(token)

@@ -6,7 +6,7 @@ use crate::stats::Latencies;
 use crate::workload::{Item, Plan};
 use hamlet_client::api::Api;
 use hamlet_client::retry::RetryPolicy;
-use hamlet_shared::sync::{Mutation, MutationStatus, Op, PushRequest, PushResponse};
+use hamlet_shared::sync::{Mutation, MutationStatus, Op, PushResponse};
 use hamlet_shared::{Hlc, RecordType};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -94,7 +94,8 @@ fn policy() -> RetryPolicy {
 /// One push with retries; the latency of the attempt that answered is recorded.
 fn send(
     api: &Api,
-    request: &PushRequest,
+    device_id: Uuid,
+    mutations: &[Mutation],
     latencies: &Mutex<Latencies>,
     retries: &AtomicU64,
 ) -> Result<PushResponse, String> {
@@ -102,7 +103,7 @@ fn send(
         .run(
             || {
                 let t = Instant::now();
-                let r = api.push(request);
+                let r = api.push_mutations(device_id, mutations);
                 if r.is_ok()
                     && let Ok(mut l) = latencies.lock()
                 {
@@ -114,7 +115,7 @@ fn send(
                 retries.fetch_add(1, Ordering::Relaxed);
             },
         )
-        .map_err(|e| format!("push by device {}: {e}", request.device_id))
+        .map_err(|e| format!("push by device {device_id}: {e}"))
 }
 
 fn bar(args: &Args, len: u64, what: &str) -> ProgressBar {
@@ -232,11 +233,7 @@ fn push_stream(
                 }
             })
             .collect();
-        let request = PushRequest {
-            device_id: phone.id,
-            mutations: mutations.iter().map(Mutation::to_json).collect(),
-        };
-        let response = send(phone.api, &request, latencies, retries)?;
+        let response = send(phone.api, phone.id, &mutations, latencies, retries)?;
         out.requests += 1;
         out.mutations += chunk.len() as u64;
         if response.results.len() != chunk.len() {
@@ -273,7 +270,7 @@ fn push_stream(
         }
         // A phone that lost the response sends the same batch again: nothing may change.
         if rng.random_bool(args.duplicates.clamp(0.0, 1.0)) {
-            let replay = send(phone.api, &request, latencies, retries)?;
+            let replay = send(phone.api, phone.id, &mutations, latencies, retries)?;
             out.requests += 1;
             out.replays += 1;
             for (first, again) in response.results.iter().zip(&replay.results) {
@@ -358,11 +355,7 @@ pub fn concurrent_edits(args: &Args, site: &Site, plan: &mut Plan) -> Result<Edi
                             phone.mutation(RecordType::Member, m.id, Op::Upsert, m.version, fields)
                         })
                         .collect();
-                    let request = PushRequest {
-                        device_id: phone.id,
-                        mutations: mutations.iter().map(Mutation::to_json).collect(),
-                    };
-                    let response = send(phone.api, &request, latencies, retries)?;
+                    let response = send(phone.api, phone.id, &mutations, latencies, retries)?;
                     Ok(sides
                         .iter()
                         .zip(&mutations)
