@@ -575,6 +575,11 @@ impl<'a> Batch<'a> {
 
     /// Whether `user`'s scope (not the pusher's) covers `village`.
     fn user_covers(&mut self, conn: &mut DbConn, user: &str, village: &str) -> AppResult<bool> {
+        // The pusher's own members: its scope is known and the answer cached (two queries fewer
+        // for nearly every push that brings a household after its members).
+        if Uuid::parse_str(user).is_ok_and(|u| &u == self.ctx.principal.user_id.as_uuid()) {
+            return self.covers(conn, village);
+        }
         let key = (user.to_owned(), village.to_owned());
         if let Some(&known) = self.user_villages.get(&key) {
             return Ok(known);
