@@ -3,7 +3,7 @@
 use crate::hlc::Hlc;
 use crate::records::{RecordType, canonical_uuid, validate_fields_owned};
 use crate::{ErrorCode, ErrorDetail, UnitId};
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -138,7 +138,8 @@ impl<'de> Deserialize<'de> for SentFields<'de> {
                 Ok(SentFields::Null)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SentFields<'de>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                // Read, not skipped: what the server cannot read is reported as such.
+                while seq.next_element::<Value>()?.is_some() {}
                 Ok(SentFields::Other)
             }
             fn visit_bool<E>(self, _: bool) -> Result<SentFields<'de>, E> {
@@ -169,10 +170,16 @@ impl<'a> RawKeys<'a> {
             .and_then(|i| self.known[i])
     }
 
-    fn text(&self, key: &str) -> Option<Cow<'a, str>> {
-        self.get(key)
-            .and_then(|raw| serde_json::from_str::<Text>(raw.get()).ok())
-            .map(|t| t.0)
+    /// The value of `key` read as `T`: `None` when absent or of another type (that key's rule
+    /// reports it), an error when the server cannot read it at all (a lone surrogate escape, a
+    /// number out of range).
+    fn read<T: Deserialize<'a>>(&self, key: &str) -> Result<Option<T>, serde_json::Error> {
+        match self.get(key).map(|raw| serde_json::from_str::<T>(raw.get())) {
+            None => Ok(None),
+            Some(Ok(value)) => Ok(Some(value)),
+            Some(Err(e)) if e.classify() == serde_json::error::Category::Data => Ok(None),
+            Some(Err(e)) => Err(e),
+        }
     }
 
     /// The idempotency key, which must always be readable.
@@ -205,6 +212,7 @@ impl<'de> Deserialize<'de> for RawKeys<'de> {
                     let value: &'de RawValue = map.next_value()?;
                     match MUTATION_KEYS.iter().position(|k| *k == key) {
                         Some(i) => keys.known[i] = Some(value),
+                        None if keys.unknown.iter().any(|k| *k == key) => {}
                         None => keys.unknown.push(key.into_owned()),
                     }
                 }
@@ -220,9 +228,14 @@ struct Members<'a>(Vec<(Text<'a>, Value)>);
 
 impl<'de> Members<'de> {
     fn visit<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        let mut members: Vec<(Text, Value)> = Vec::with_capacity(map.size_hint().unwrap_or(16));
         while let Some(key) = map.next_key::<Text>()? {
-            members.push((key, map.next_value()?));
+            let value = map.next_value()?;
+            // A key given twice keeps its last value, as a map would (a dozen keys at most).
+            match members.iter_mut().find(|(k, _)| k.0 == key.0) {
+                Some(member) => member.1 = value,
+                None => members.push((key, value)),
+            }
         }
         Ok(Members(members))
     }
@@ -290,7 +303,32 @@ fn unreadable_keys(raw: &str, e: &serde_json::Error) -> (Option<i64>, Result<Che
 
 /// The envelope rules, then the fields'. Every envelope problem is reported, not just the first.
 fn check(mut keys: RawKeys, device: Uuid, current_year: i32) -> Result<CheckedMutation, Rejection> {
-    let id_text = keys.text("id");
+    let id_read = keys.read::<Text>("id");
+    let id_text: Option<Cow<str>> = match &id_read {
+        Ok(Some(t)) => Some(t.0.clone()),
+        _ => None,
+    };
+    let texts = (|| {
+        Ok((
+            keys.read::<Text>("type")?,
+            keys.read::<Text>("op")?,
+            keys.read::<Text>("hlc")?,
+        ))
+    })();
+    let base = match keys.get("base_version") {
+        raw if is_null(raw) => Ok(Some(0)),
+        _ => keys.read::<i64>("base_version"),
+    };
+    // A value the server cannot read at all rejects the mutation whole, with the parser's words.
+    let (type_text, op_text, hlc_text, base) = match (id_read, texts, base) {
+        (Ok(_), Ok((t, o, h)), Ok(b)) => (t, o, h, b),
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+            return Err(Rejection {
+                id: id_text.map(Cow::into_owned),
+                errors: vec![unreadable(&e)],
+            });
+        }
+    };
     let mut errors: Vec<ErrorDetail> = keys
         .unknown
         .iter()
@@ -302,7 +340,7 @@ fn check(mut keys: RawKeys, device: Uuid, current_year: i32) -> Result<CheckedMu
             )
         })
         .collect();
-    let record_type = match keys.text("type").map(|t| t.parse::<RecordType>()) {
+    let record_type = match type_text.map(|t| t.0.parse::<RecordType>()) {
         Some(Ok(t)) => Some(t),
         Some(Err(m)) => {
             errors.push(ErrorDetail::field("type", ErrorCode::InvalidValue, m));
@@ -325,7 +363,7 @@ fn check(mut keys: RawKeys, device: Uuid, current_year: i32) -> Result<CheckedMu
             "id must be a lowercase hyphenated UUID",
         ));
     }
-    let op = match keys.text("op").as_deref() {
+    let op = match op_text.as_ref().map(AsRef::as_ref) {
         Some("upsert") => Some(Op::Upsert),
         Some("delete") => Some(Op::Delete),
         _ => {
@@ -337,21 +375,18 @@ fn check(mut keys: RawKeys, device: Uuid, current_year: i32) -> Result<CheckedMu
             None
         }
     };
-    let base_version = match keys.get("base_version") {
-        raw if is_null(raw) => 0,
-        raw => match raw.and_then(|r| serde_json::from_str::<i64>(r.get()).ok()) {
-            Some(b) if b >= 0 => b,
-            _ => {
-                errors.push(ErrorDetail::field(
-                    "base_version",
-                    ErrorCode::InvalidValue,
-                    "base_version must be a non-negative integer",
-                ));
-                0
-            }
-        },
+    let base_version = match base {
+        Some(b) if b >= 0 => b,
+        _ => {
+            errors.push(ErrorDetail::field(
+                "base_version",
+                ErrorCode::InvalidValue,
+                "base_version must be a non-negative integer",
+            ));
+            0
+        }
     };
-    let hlc = match keys.text("hlc").map(|t| t.parse::<Hlc>()) {
+    let hlc = match hlc_text.map(|t| t.0.parse::<Hlc>()) {
         Some(Ok(h)) if h.node == device => Some(h),
         Some(Ok(_)) => {
             errors.push(ErrorDetail::field(
@@ -660,6 +695,43 @@ mod tests {
         assert_eq!(first.fields.get("head_name"), Some(&json!("Nhà \"Một\"")));
         assert_eq!(read[1].0, Some(8));
         assert_eq!(read[1].1.as_ref().unwrap().op, Op::Delete);
+    }
+
+    #[test]
+    fn unreadable_envelope_values_and_repeated_keys() {
+        let head = |extra: &str| {
+            format!(
+                r#"{{"mutation_id": 4, "type": "household", "id": "01a20754-270d-72ee-9b9c-3ae28999a980", "op": "upsert", "hlc": "2026-11-20T08:15:00.123Z/0005/{DEV}"{extra}}}"#
+            )
+        };
+        // What cannot be read is an invalid_format of the whole mutation, in the envelope too.
+        for (extra, problem) in [
+            (
+                r#", "base_version": 1e400, "fields": {"head_name": "A"}"#,
+                "number out of range",
+            ),
+            (r#", "op": "\ud800", "fields": {"head_name": "A"}"#, "hex escape"),
+            (r#", "fields": [1e400]"#, "number out of range"),
+        ] {
+            let (key, r) = read_mutation(&head(extra), dev(), 2026);
+            let r = r.unwrap_err();
+            assert_eq!(key, Some(4), "{extra}");
+            assert_eq!(
+                r.id.as_deref(),
+                Some("01a20754-270d-72ee-9b9c-3ae28999a980"),
+                "{extra}"
+            );
+            assert_eq!(r.errors[0].code, ErrorCode::InvalidFormat, "{extra}");
+            assert!(r.errors[0].message.contains(problem), "{}", r.errors[0].message);
+        }
+        // A key given twice keeps its last value; an unknown one is reported once.
+        let twice = head(r#", "fields": {"head_name": 5, "head_name": "B"}"#);
+        let m = read_mutation(&twice, dev(), 2026).1.unwrap();
+        assert_eq!(m.fields.get("head_name"), Some(&json!("B")));
+        let unknown = head(r#", "x": 1, "x": 2, "fields": {"head_name": "B"}"#);
+        let errors = read_mutation(&unknown, dev(), 2026).1.unwrap_err().errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].code, ErrorCode::UnknownField);
     }
 
     #[test]
