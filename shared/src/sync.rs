@@ -184,8 +184,9 @@ impl<'a> RawKeys<'a> {
 
     /// The idempotency key, which must always be readable.
     fn mutation_id(&self) -> Option<i64> {
-        self.get("mutation_id")
-            .and_then(|raw| serde_json::from_str::<i64>(raw.get()).ok())
+        self.read::<i64>("mutation_id")
+            .ok()
+            .flatten()
             .filter(|id| *id > 0)
     }
 }

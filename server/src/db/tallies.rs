@@ -123,26 +123,26 @@ pub fn bundles(
     Ok((hs, ms))
 }
 
-/// Adds `$rows` to a counter table keyed by `($key...)`, incrementing rows that exist: one
-/// statement per chunk, rows in the caller's (key) order.
-macro_rules! add_counts {
-    ($conn:expr, $table:ident, $rows:expr, ($($key:ident),+)) => {
+/// Adds `$rows` to a counter table keyed by `($key...)` on SQLite (PostgreSQL binds arrays:
+/// `pg_upsert`), incrementing rows that exist: one statement per chunk, rows in the caller's
+/// (key) order.
+macro_rules! sqlite_add_counts {
+    ($conn:expr, $table:ident, $rows:expr, ($($key:ident),+)) => {{
+        use $table::dsl as t;
         for chunk in $rows.chunks(CHUNK) {
-            crate::per_backend!(&mut *$conn, |c| {
-                use $table::dsl as t;
-                diesel::insert_into(t::$table)
-                    .values(chunk)
-                    .on_conflict(($(t::$key),+))
-                    .do_update()
-                    .set((
-                        t::yes.eq(t::yes + excluded(t::yes)),
-                        t::no.eq(t::no + excluded(t::no)),
-                        t::unknown.eq(t::unknown + excluded(t::unknown)),
-                    ))
-                    .execute(c)
-            })?;
+            diesel::insert_into(t::$table)
+                .values(chunk)
+                .on_conflict(($(t::$key),+))
+                .do_update()
+                .set((
+                    t::yes.eq(t::yes + excluded(t::yes)),
+                    t::no.eq(t::no + excluded(t::no)),
+                    t::unknown.eq(t::unknown + excluded(t::unknown)),
+                ))
+                .execute($conn)?;
         }
-    };
+        Ok(())
+    }};
 }
 
 fn village_rows(t: &Tally) -> Vec<VillageRow> {
@@ -196,10 +196,7 @@ pub fn fold_into_villages(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
     let rows = village_rows(delta);
     match conn {
         DbConn::Pg(c) => super::pg_upsert::village_counts(c, &rows),
-        DbConn::Sqlite(_) => {
-            add_counts!(conn, village_tallies, rows, (village_id, metric, birth_year));
-            Ok(())
-        }
+        DbConn::Sqlite(c) => sqlite_add_counts!(c, village_tallies, rows, (village_id, metric, birth_year)),
     }
 }
 
@@ -218,10 +215,7 @@ pub fn add_to_units(conn: &mut DbConn, delta: &Tally) -> QueryResult<()> {
         .collect();
     match conn {
         DbConn::Pg(c) => super::pg_upsert::unit_counts(c, &rows),
-        DbConn::Sqlite(_) => {
-            add_counts!(conn, unit_tallies, rows, (unit_id, metric, birth_year));
-            Ok(())
-        }
+        DbConn::Sqlite(c) => sqlite_add_counts!(c, unit_tallies, rows, (unit_id, metric, birth_year)),
     }
 }
 
